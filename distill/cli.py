@@ -1,0 +1,87 @@
+"""The ``edgedistill`` command: one sub-command per module, collected from the ``edgedistill.commands`` entry
+points (each package registers its own, so ``distill`` never imports its downstream packages).
+
+A command module provides ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> dict``, and may
+provide ``format_result(result) -> str`` for the human-readable summary. With ``--json`` the result is printed
+as one JSON object on the last line of stdout. User errors (:class:`EdgeDistillError`) print
+``edgedistill: error: <message>`` and exit 2; anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import warnings
+from importlib.metadata import entry_points
+from types import ModuleType
+
+from distill.errors import EdgeDistillError
+
+BUILTIN_COMMANDS = {"train": "distill.commands.train", "eval": "distill.commands.evaluate"}
+
+
+def command_modules() -> dict[str, str]:
+    """Sub-command name -> module path: the built-in ones plus every registered entry point."""
+    found = dict(BUILTIN_COMMANDS)
+    for ep in entry_points(group="edgedistill.commands"):
+        found.setdefault(ep.name, ep.value)
+    return found
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"edgedistill: warning: {message}", file=sys.stderr)
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line of stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgedistill", description="Label-free distillation of self-supervised "
+                                     "vision models into small students, export, benchmark and retrieval.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, path in command_modules().items():
+        module = importlib.import_module(path)
+        p = sub.add_parser(name, help=module.HELP, description=module.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def execute(module: ModuleType, args: argparse.Namespace) -> int:
+    """Run one command: print its result, turn user errors into one line and exit code 2."""
+    warnings.showwarning = _show_warning
+    try:
+        result = module.run(args)
+    except EdgeDistillError as exc:
+        print(f"edgedistill: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("edgedistill: interrupted", file=sys.stderr)
+        return 130
+    if getattr(args, "json", False):
+        print(json.dumps(result, default=str))
+    else:
+        formatter = getattr(module, "format_result", None)
+        print(formatter(result) if formatter else json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return execute(args._module, args)
+
+
+def main_single(module_path: str, prog: str, argv: list[str] | None = None) -> int:
+    """``python -m <package>``: one command module as a program of its own."""
+    module = importlib.import_module(module_path)
+    parser = argparse.ArgumentParser(prog=prog, description=module.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    module.add_arguments(parser)
+    return execute(module, parser.parse_args(argv))
+
+
+def entry() -> None:
+    sys.exit(main())

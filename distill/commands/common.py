@@ -1,0 +1,52 @@
+"""Flags shared by several commands."""
+from __future__ import annotations
+
+import argparse
+
+from distill.errors import ConfigError
+from distill.teachers import TeacherOptions, default_drop_heads
+
+
+def floats3(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three comma-separated numbers, got '{text}'") from None
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected three comma-separated numbers (R,G,B), got '{text}'")
+    return values  # type: ignore[return-value]
+
+
+def add_teacher_arguments(parser: argparse.ArgumentParser, prefix: str = "teacher") -> None:
+    g = parser.add_argument_group("teacher / model interpretation")
+    g.add_argument(f"--{prefix}-weights", metavar="FILE", help="weights for a timm:/torchvision: teacher")
+    g.add_argument(f"--{prefix}-arch", metavar="ARCH",
+                   help="architecture of a state-dict checkpoint: timm:NAME, torchvision:NAME, module:factory or file.py:factory")
+    g.add_argument(f"--{prefix}-drop-head", nargs="*", metavar="PREFIX", default=None,
+                   help="drop classifier/projection heads from the checkpoint (alone: fc, head, classifier, linear, "
+                        "projector, ...; or the given key prefixes)")
+    g.add_argument(f"--{prefix}-input-size", type=int, metavar="N", help="override the input size")
+    g.add_argument(f"--{prefix}-mean", type=floats3, metavar="R,G,B", help="override the normalisation mean")
+    g.add_argument(f"--{prefix}-std", type=floats3, metavar="R,G,B", help="override the normalisation std")
+
+
+def teacher_options(args: argparse.Namespace, prefix: str = "teacher") -> TeacherOptions:
+    get = lambda name: getattr(args, f"{prefix}_{name}")  # noqa: E731
+    return TeacherOptions(weights=get("weights"), arch=get("arch"), drop_head=default_drop_heads(get("drop_head")),
+                          input_size=get("input_size"), mean=get("mean"), std=get("std"))
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def check_device(name: str) -> str:
+    if name not in ("auto", "cpu") and not name.startswith("cuda"):
+        raise ConfigError(f"--device must be auto, cpu or cuda[:N], got '{name}'")
+    return name

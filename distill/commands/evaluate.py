@@ -1,0 +1,54 @@
+"""Evaluate frozen embeddings with labels: weighted kNN (k=20, T=0.07, DINO) and 1-NN (CompRess).
+
+--model takes a student run folder or student.pt, or any teacher spec (timm:NAME, a TorchScript or ONNX file,
+a checkpoint with --model-arch), so teachers and students are measured by the same code.
+
+Example:
+  edgedistill eval --model cifar_resnet56.onnx --train cifar10/train --val cifar10/test --train-limit 5000
+"""
+from __future__ import annotations
+
+import argparse
+
+from distill.cli import add_json_flag
+from distill.commands.common import add_teacher_arguments, positive_int, teacher_options
+
+HELP = "evaluate a student or teacher with weighted kNN and 1-NN"
+PROTOCOLS = ("knn", "nn")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, metavar="RUN_DIR|FILE|SPEC", help="student run/checkpoint or teacher spec")
+    p.add_argument("--train", required=True, metavar="DIR", help="labelled bank (root/<class>/<image>)")
+    p.add_argument("--val", required=True, metavar="DIR", help="labelled queries")
+    p.add_argument("--protocol", default="knn", choices=PROTOCOLS, help="knn (weighted, also reports 1-NN) or nn")
+    p.add_argument("--train-limit", type=positive_int, metavar="N", help="class-balanced subset of the bank")
+    p.add_argument("--val-limit", type=positive_int, metavar="N", help="class-balanced subset of the queries")
+    p.add_argument("-k", "--k", type=positive_int, default=20, help="neighbours for weighted kNN")
+    p.add_argument("--temperature", type=float, default=0.07, help="weighted-kNN temperature")
+    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default="auto")
+    add_teacher_arguments(p, prefix="model")
+    add_json_flag(p)
+
+
+def run(args: argparse.Namespace) -> dict:
+    from distill.data import scan_folder
+    from distill.embedders import load_embedder
+    from distill.evaluate import evaluate_knn
+    from distill.trainer import resolve_device
+
+    train = scan_folder(args.train, args.train_limit)
+    val = scan_folder(args.val, args.val_limit)
+    embedder = load_embedder(args.model, teacher_options(args, prefix="model"), resolve_device(args.device))
+    result = evaluate_knn(embedder, train, val, args.k, args.temperature, args.batch_size, args.workers)
+    out = {"model": args.model, "protocol": args.protocol, **result}
+    if args.protocol == "nn":
+        out.pop("knn_top1"), out.pop("knn_top5")
+    return out
+
+
+def format_result(r: dict) -> str:
+    parts = [f"{k} {r[k]:.4f}" for k in ("knn_top1", "knn_top5", "nn_top1") if k in r]
+    return f"{r['model']}: {'  '.join(parts)}  (bank {r['num_train']}, queries {r['num_val']})"

@@ -1,0 +1,97 @@
+"""Train a small student to mimic a frozen teacher's similarity structure, without labels.
+
+Examples:
+  edgedistill train --data cifar10/train --val cifar10/test --teacher cifar_resnet56.onnx \\
+      --student mobilenetv3_large_100 --method seed --epochs 5 --out runs/seed
+  edgedistill train --out runs/seed --resume ...   (continue from the last checkpoint)
+"""
+from __future__ import annotations
+
+import argparse
+
+from distill.cli import add_json_flag
+from distill.commands.common import add_teacher_arguments, positive_int, teacher_options
+
+HELP = "distil a teacher into a student (SEED, CompRess, DisCo)"
+
+# loss-option flags: (flag, option name, type)
+LOSS_FLAGS = (("--tau-s", "tau_s", float, "SEED student temperature (default 0.2)"),
+              ("--tau-t", "tau_t", float, "SEED teacher temperature (default 0.01; the official code uses 1e-4)"),
+              ("--tau", "tau", float, "CompRess temperature, both sides (default 0.04)"),
+              ("--temperature", "temperature", float, "DisCo InfoNCE temperature (default 0.2)"),
+              ("--mse-weight", "mse_weight", float, "DisCo weight of the MSE-to-teacher term (default 1)"))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, metavar="DIR", help="training images (root/<class>/<img> or flat)")
+    p.add_argument("--teacher", required=True, metavar="SPEC",
+                   help="timm:NAME, torchvision:NAME, a TorchScript or ONNX file, or a checkpoint with --teacher-arch")
+    p.add_argument("--student", default="mobilenetv3_large_100", metavar="NAME",
+                   help="alexnet, mobilenetv3_large_100, efficientnet_b0, or any timm/torchvision name")
+    p.add_argument("--method", default="seed", choices=["seed", "compress", "compress-1q", "disco"])
+    p.add_argument("--val", metavar="DIR", help="labelled folder: weighted-kNN evaluation at the end")
+    p.add_argument("--out", metavar="RUN_DIR", help="run folder (default runs/<student>-<method>)")
+    p.add_argument("--img-size", type=positive_int, metavar="N", help="student input size (default: the teacher's)")
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--lr", type=float, help="peak learning rate (default 0.05 x batch/256)")
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--queue-size", type=positive_int, metavar="N",
+                   help="queue/bank length (default: SEED and DisCo 65536, CompRess 128000)")
+    for flag, _, typ, help_ in LOSS_FLAGS:
+        p.add_argument(flag, type=typ, help=help_)
+    p.add_argument("--ema-momentum", type=float, default=0.999, help="momentum student (compress, disco)")
+    p.add_argument("--hidden-dim", type=positive_int, default=2048, help="projection-head width")
+    p.add_argument("--embed-dim", type=positive_int, help="projection output (default: the teacher's dim)")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="train on a class-balanced subset of N images")
+    p.add_argument("--in-memory", choices=["auto", "on", "off"], default="auto",
+                   help="decode the images once and keep them in RAM (auto: when under 2 GiB)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    p.add_argument("--workers", type=int, default=2, help="image-decoding processes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=positive_int, default=20, help="steps between metrics lines")
+    p.add_argument("--save-every", type=int, default=0, help="steps between mid-epoch checkpoints (0: epoch ends)")
+    p.add_argument("--max-steps", type=positive_int, help="stop after N steps (smoke tests, fixed budgets)")
+    p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    add_teacher_arguments(p)
+    add_json_flag(p)
+
+
+def config_from_args(args: argparse.Namespace):
+    from distill.config import TrainConfig
+
+    opts = teacher_options(args)
+    loss_options = {name: getattr(args, flag[2:].replace("-", "_")) for flag, name, _, _ in LOSS_FLAGS
+                    if getattr(args, flag[2:].replace("-", "_")) is not None}
+    return TrainConfig(
+        data=args.data, teacher=args.teacher, student=args.student, method=args.method, val=args.val, out=args.out,
+        img_size=args.img_size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, queue_size=args.queue_size,
+        loss_options=loss_options, ema_momentum=args.ema_momentum, hidden_dim=args.hidden_dim,
+        embed_dim=args.embed_dim, limit=args.limit, in_memory=args.in_memory, device=args.device,
+        workers=args.workers, seed=args.seed, log_every=args.log_every, save_every=args.save_every,
+        max_steps=args.max_steps, amp=not args.no_amp, teacher_weights=opts.weights, teacher_arch=opts.arch,
+        teacher_drop_head=opts.drop_head, teacher_input_size=opts.input_size, teacher_mean=opts.mean,
+        teacher_std=opts.std)
+
+
+def run(args: argparse.Namespace) -> dict:
+    from distill.train_run import train_and_evaluate
+
+    return train_and_evaluate(config_from_args(args), resume=args.resume)
+
+
+def format_result(r: dict) -> str:
+    lines = [f"trained {r['student']} with {r['method']} from {r['teacher']}: {r['steps']} steps, "
+             f"{r['images_seen']} images in {r['train_seconds']:.0f} s ({r['images_per_s']:.0f} img/s), "
+             f"final loss {r['final_loss']:.4f}"]
+    if r.get("num_skipped"):
+        lines.append(f"skipped {r['num_skipped']} unreadable images")
+    ev = r.get("eval")
+    if ev:
+        lines.append(f"kNN top-1 {ev['knn_top1']:.4f}  top-5 {ev['knn_top5']:.4f}  1-NN {ev['nn_top1']:.4f} "
+                     f"(bank {ev['num_train']}, queries {ev['num_val']})")
+    lines.append(f"outputs: {r['run_dir']} (student.pt, checkpoint.pt, metrics.jsonl, summary.json)")
+    return "\n".join(lines)

@@ -1,0 +1,38 @@
+"""The project's error hierarchy.
+
+Every error a user can cause (a bad path, a wrong checkpoint, an unknown name) is raised as a subclass of
+:class:`EdgeDistillError` with a one-line message that names the problem and the fix. The command line catches
+this base class, prints ``edgedistill: error: <message>`` and exits with status 2; anything else is a bug and
+keeps its traceback.
+"""
+from __future__ import annotations
+
+
+class EdgeDistillError(Exception):
+    """Base class of every user-facing error."""
+
+    exit_code = 2
+
+
+class DataError(EdgeDistillError):
+    """An image folder is missing, empty, unreadable or has the wrong layout."""
+
+
+class ModelError(EdgeDistillError):
+    """A model name, checkpoint, architecture or weight file cannot be used."""
+
+
+class ConfigError(EdgeDistillError):
+    """A flag or configuration value is out of range or inconsistent with another."""
+
+
+class CheckpointError(EdgeDistillError):
+    """A checkpoint or run folder is missing, foreign, or incompatible with the request."""
+
+
+class MissingDependencyError(EdgeDistillError):
+    """An optional dependency is not installed; the message names the extra that provides it."""
+
+
+class TrainingError(EdgeDistillError):
+    """Training cannot go on (for example a non-finite loss)."""

@@ -1,0 +1,189 @@
+"""Students: small image encoders that output a pooled embedding (classifier removed).
+
+``create_student(name)`` accepts the registered names (``alexnet``, ``mobilenetv3_large_100``,
+``efficientnet_b0``), any other timm or torchvision classifier name, or an explicit ``timm:NAME`` /
+``torchvision:NAME``. Weights start random (the point of distillation); ``pretrained=True`` asks the library for
+its own weights where the machine can fetch them.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Callable
+
+import torch
+from torch import nn
+
+from distill.errors import ModelError
+
+
+class Student(nn.Module):
+    """An encoder ``(B, 3, S, S) -> (B, num_features)``; ``name`` and ``img_size`` rebuild it from a checkpoint."""
+
+    def __init__(self, backbone: nn.Module, num_features: int, name: str, img_size: int):
+        super().__init__()
+        self.backbone = backbone
+        self.num_features = num_features
+        self.name = name
+        self.img_size = img_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+
+_REGISTRY: dict[str, Callable[..., Student]] = {}
+
+
+def register_student(name: str):
+    """Decorator: register a student factory ``fn(img_size, pretrained) -> Student`` under ``name``."""
+
+    def wrap(fn):
+        _REGISTRY[name] = fn
+        return fn
+
+    return wrap
+
+
+def registered_students() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def _timm_names() -> list[str]:
+    import timm
+
+    return timm.list_models()
+
+
+def _torchvision_names() -> list[str]:
+    import torchvision
+
+    return torchvision.models.list_models(module=torchvision.models)
+
+
+def _timm_student(name: str, img_size: int, pretrained: bool) -> Student:
+    import timm
+
+    try:
+        model = timm.create_model(name, pretrained=pretrained, num_classes=0)
+    except RuntimeError as exc:  # timm raises RuntimeError for unknown names and failed weight downloads
+        raise ModelError(f"timm could not build '{name}' ({exc}); check the name or drop --pretrained") from None
+    return Student(model, probe_dim(model, img_size), name, img_size)
+
+
+def probe_dim(model: nn.Module, img_size: int) -> int:
+    """The embedding width, read off a forward pass (timm's ``num_features`` is not always the output width)."""
+    was_training = model.training
+    with torch.no_grad():
+        out = model.eval()(torch.zeros(1, 3, img_size, img_size))
+    model.train(was_training)
+    if out.ndim != 2:
+        raise ModelError(f"{type(model).__name__} returns shape {tuple(out.shape)}, not a pooled (batch, dim) embedding")
+    return int(out.shape[1])
+
+
+def drop_final_linear(model: nn.Module) -> int:
+    """Replace the last ``nn.Linear`` of a torchvision classifier head with ``Identity``; return its input width.
+
+    Covers the head attribute names torchvision uses (``fc``, ``classifier``, ``heads``, ``head``). For AlexNet
+    this keeps fc6 and fc7, so the embedding is the 4096-d fc7 output.
+    """
+    for attr in ("fc", "classifier", "heads", "head"):
+        head = getattr(model, attr, None)
+        if head is None:
+            continue
+        if isinstance(head, nn.Linear):
+            setattr(model, attr, nn.Identity())
+            return head.in_features
+        linears = [(n, m) for n, m in head.named_modules() if isinstance(m, nn.Linear)]
+        if linears:
+            path, last = linears[-1]
+            parent = head
+            *parents, leaf = path.split(".")
+            for p in parents:
+                parent = getattr(parent, p)
+            setattr(parent, leaf, nn.Identity())
+            return last.in_features
+    raise ModelError(f"cannot find the classifier of {type(model).__name__} to remove; use a timm model instead")
+
+
+def adapt_small_input(model: nn.Module, img_size: int, max_fixes: int = 8) -> list[str]:
+    """Make a network run at ``img_size``: a pooling layer whose input is smaller than its window becomes an
+    adaptive pooling to 1x1 (torchvision's AlexNet fails at 32x32 otherwise). Returns the adapted layer names."""
+    fixed: list[str] = []
+    pools = {m: n for n, m in model.named_modules() if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d))}
+    for _ in range(max_fixes):
+        entered: list[nn.Module] = []
+        hooks = [m.register_forward_pre_hook(lambda mod, inp, _e=entered: _e.append(mod)) for m in pools]
+        try:
+            with torch.no_grad():
+                model.eval()(torch.zeros(1, 3, img_size, img_size))
+            return fixed
+        except RuntimeError as exc:
+            if "too small" not in str(exc) or not entered:
+                raise ModelError(f"{type(model).__name__} cannot run at {img_size}x{img_size}: {exc}") from None
+            culprit = entered[-1]
+            name = pools.pop(culprit)
+            adaptive = nn.AdaptiveMaxPool2d(1) if isinstance(culprit, nn.MaxPool2d) else nn.AdaptiveAvgPool2d(1)
+            parent = model
+            *parents, leaf = name.split(".")
+            for p in parents:
+                parent = getattr(parent, p)
+            setattr(parent, leaf, adaptive)
+            fixed.append(name)
+        finally:
+            for h in hooks:
+                h.remove()
+    raise ModelError(f"{type(model).__name__} still fails at {img_size}x{img_size}; use a larger --img-size")
+
+
+def _torchvision_student(name: str, img_size: int, pretrained: bool) -> Student:
+    import torchvision
+
+    try:
+        model = torchvision.models.get_model(name, weights="DEFAULT" if pretrained else None)
+    except Exception as exc:  # network errors, unknown weights
+        raise ModelError(f"torchvision could not build '{name}' ({exc}); check the name or drop --pretrained") from None
+    drop_final_linear(model)
+    adapt_small_input(model, img_size)
+    return Student(model, probe_dim(model, img_size), name, img_size)
+
+
+@register_student("alexnet")
+def alexnet(img_size: int = 224, pretrained: bool = False) -> Student:
+    """torchvision AlexNet (CompRess's student); fc7 (4096-d) embedding; pools adapted below 64 px."""
+    return _torchvision_student("alexnet", img_size, pretrained)
+
+
+@register_student("mobilenetv3_large_100")
+def mobilenetv3_large_100(img_size: int = 224, pretrained: bool = False) -> Student:
+    """timm MobileNetV3-Large 1.0 (SEED's student); 1280-d embedding after the conv head."""
+    return _timm_student("mobilenetv3_large_100", img_size, pretrained)
+
+
+@register_student("efficientnet_b0")
+def efficientnet_b0(img_size: int = 224, pretrained: bool = False) -> Student:
+    """timm EfficientNet-B0 (SEED's and DisCo's student); 1280-d embedding."""
+    return _timm_student("efficientnet_b0", img_size, pretrained)
+
+
+def create_student(name: str, img_size: int = 224, pretrained: bool = False) -> Student:
+    """Build a student by name (see the module docstring); an unknown name lists the valid ones."""
+    if name in _REGISTRY:
+        return _REGISTRY[name](img_size=img_size, pretrained=pretrained)
+    if name.startswith("timm:"):
+        return _timm_student(name[5:], img_size, pretrained)
+    if name.startswith("torchvision:"):
+        return _torchvision_student(name[12:], img_size, pretrained)
+    if name in _timm_names():
+        return _timm_student(name, img_size, pretrained)
+    if name in _torchvision_names():
+        return _torchvision_student(name, img_size, pretrained)
+    close = difflib.get_close_matches(name, registered_students() + _timm_names() + _torchvision_names(), n=5)
+    hint = f"; close matches: {', '.join(close)}" if close else ""
+    raise ModelError(
+        f"unknown student '{name}': use one of {', '.join(registered_students())}, or any timm or torchvision "
+        f"classifier name (timm:NAME / torchvision:NAME){hint}"
+    )
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,33 @@
+"""``edgedistill train`` end to end: train, evaluate when a labelled --val is given, write summary.json."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from distill.checkpoint import atomic_write_json
+from distill.config import TrainConfig
+from distill.data import scan_folder
+from distill.embedders import StudentEmbedder
+from distill.checkpoint import load_student
+from distill.evaluate import evaluate_knn
+from distill.trainer import Trainer
+
+
+def train_and_evaluate(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
+    started = time.time()
+    val_folder = scan_folder(cfg.val) if cfg.val else None  # fail on a bad --val before training, not after
+    trainer = Trainer(cfg, resume=resume)
+    summary = trainer.fit()
+    summary["config"] = cfg.to_dict()
+    if val_folder is not None:
+        if trainer.folder.has_labels and val_folder.has_labels:
+            embedder = StudentEmbedder(load_student(trainer.out), trainer.device)
+            summary["eval"] = evaluate_knn(embedder, scan_folder(cfg.data), val_folder, cfg.knn_k, cfg.knn_t,
+                                           workers=cfg.workers)
+            atomic_write_json(trainer.out / "eval.json", summary["eval"])
+        else:
+            summary["eval"] = None
+            summary["eval_skipped"] = "kNN needs class folders in both --data and --val"
+    summary["wall_seconds"] = round(time.time() - started, 1)
+    atomic_write_json(trainer.out / "summary.json", summary)
+    return summary

@@ -1,0 +1,263 @@
+"""The distillation loop: a frozen teacher, a student with a projection head, one of the registered losses.
+
+One step: augment a uint8 batch on the device (the same view for teacher and student, each resized to its own
+input size and normalised with its own statistics), embed it with the teacher (no gradients), embed it with
+the student (+ head) and, where the loss asks for it, with the momentum student; take an SGD step; update the
+momentum student.
+
+Run folder: ``config.json`` (resolved config), ``checkpoint.pt`` (full training state, for ``--resume``),
+``student.pt`` (deployable student), ``metrics.jsonl`` (loss, lr, images/s per logging step), ``summary.json``
+(run summary and final evaluation).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from distill.augment import BatchAugment, resize_views
+from distill.checkpoint import STUDENT_FILE, TRAIN_STATE_FILE, atomic_torch_save, atomic_write_json, save_student
+from distill.config import TrainConfig
+from distill.data import scan_folder
+from distill.datasets import BatchStream, MemoryImages, estimate_bytes
+from distill.errors import CheckpointError, ConfigError, TrainingError
+from distill.heads import ProjectionHead, StudentWithHead
+from distill.losses import create_loss
+from distill.momentum import MomentumEncoder
+from distill.preprocess import Preprocess
+from distill.progress import progress
+from distill.students import create_student
+from distill.teachers import TeacherOptions, load_teacher
+
+IN_MEMORY_AUTO_BYTES = 2 << 30
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise ConfigError(f"--device must be cpu, cuda or auto, got '{name}'")
+    return torch.device(name)
+
+
+def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
+    """Linear warm-up to ``peak`` over ``warmup`` steps, then cosine decay to zero at ``total``."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress_ = (step - warmup) / max(1, total - warmup)
+    return peak * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress_)))
+
+
+class Trainer:
+    """Builds everything a run needs from a :class:`TrainConfig`; :meth:`fit` trains and returns the summary."""
+
+    def __init__(self, cfg: TrainConfig, resume: bool = False, rank: int = 0, world_size: int = 1, gather=None):
+        cfg.validate()
+        self.cfg, self.rank, self.world_size = cfg, rank, world_size
+        self.device = resolve_device(cfg.device)
+        self.out = Path(cfg.out or f"runs/{cfg.student.replace(':', '_')}-{cfg.method}")
+        self._check_run_folder(resume)
+
+        self.teacher = load_teacher(cfg.teacher, TeacherOptions(
+            weights=cfg.teacher_weights, arch=cfg.teacher_arch, drop_head=tuple(cfg.teacher_drop_head),
+            input_size=cfg.teacher_input_size, mean=cfg.teacher_mean, std=cfg.teacher_std), self.device)
+        cfg.img_size = cfg.img_size or self.teacher.preprocess.input_size
+        self.folder = scan_folder(cfg.data, cfg.limit)
+        t_pre = self.teacher.preprocess
+        self.student_pre = Preprocess(input_size=cfg.img_size, mean=t_pre.mean, std=t_pre.std,
+                                      crop_pct=1.0 if cfg.img_size <= 64 else 0.875)
+        self.load_size = max(cfg.img_size, t_pre.input_size)
+
+        student = create_student(cfg.student, img_size=cfg.img_size)
+        if cfg.embed_dim is None:
+            cfg.embed_dim = 128 if cfg.method == "compress-1q" else self.teacher.embedding_dim
+        self.model = StudentWithHead(student, ProjectionHead(student.num_features, cfg.hidden_dim, cfg.embed_dim))
+        self.model.to(self.device)
+        if self.device.type == "cuda" and cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.loss = create_loss(cfg.method, student_dim=cfg.embed_dim, teacher_dim=self.teacher.embedding_dim,
+                                gather=gather, **cfg.resolved_loss_options()).to(self.device)
+        cfg.loss_options = {k: v for k, v in cfg.resolved_loss_options().items() if k != "queue_size"}
+        cfg.queue_size = cfg.resolved_loss_options()["queue_size"]
+        self.momentum = (MomentumEncoder(self.model, cfg.ema_momentum).to(self.device)
+                         if self.loss.momentum_views else None)
+        params = list(self.model.parameters()) + list(self.loss.parameters())
+        cfg.lr = cfg.lr if cfg.lr is not None else cfg.base_lr * cfg.batch_size * world_size / 256
+        self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.amp_dtype = None
+        if self.device.type == "cuda" and cfg.amp:
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.augment = BatchAugment(cfg.augment, self.load_size)
+        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed * 1000 + rank)
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.elapsed = 0.0
+        self.images_seen = 0
+        if resume:
+            self._load_state()
+
+    # -- run folder ---------------------------------------------------------------------------------------
+    def _check_run_folder(self, resume: bool) -> None:
+        state = self.out / TRAIN_STATE_FILE
+        if resume and not state.is_file():
+            raise CheckpointError(f"--resume: '{self.out}' holds no {TRAIN_STATE_FILE} to continue from; drop --resume to start")
+        if not resume and (state.is_file() or (self.out / STUDENT_FILE).is_file()):
+            raise CheckpointError(f"run folder '{self.out}' already holds a run; pass --resume to continue it "
+                                  "or --out NEW_FOLDER for a new one")
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "config": self.cfg.to_dict(), "model": self.model.state_dict(), "loss": self.loss.state_dict(),
+            "momentum": self.momentum.state_dict() if self.momentum else None,
+            "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+            "elapsed": self.elapsed, "images_seen": self.images_seen,
+            "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "teacher_fingerprint": self.teacher.fingerprint(), "data_fingerprint": self.folder.fingerprint(),
+        }
+
+    def _load_state(self) -> None:
+        path = self.out / TRAIN_STATE_FILE
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as exc:
+            raise CheckpointError(f"cannot read '{path}' ({str(exc).splitlines()[0]}); it may be from another version") from None
+        saved = state["config"]
+        for key in ("student", "method", "img_size", "embed_dim", "hidden_dim"):
+            if saved.get(key) != getattr(self.cfg, key):
+                raise CheckpointError(f"--resume: '{path}' was trained with {key}={saved.get(key)!r}, "
+                                      f"not {getattr(self.cfg, key)!r}; use the same settings or a new --out")
+        if state["teacher_fingerprint"] != self.teacher.fingerprint():
+            raise CheckpointError(f"--resume: '{path}' was trained with another teacher; pass the same --teacher")
+        if state["data_fingerprint"] != self.folder.fingerprint():
+            raise CheckpointError(f"--resume: the images under '{self.cfg.data}' changed since '{path}' was written")
+        self.model.load_state_dict(state["model"])
+        self.loss.load_state_dict(state["loss"])
+        if self.momentum is not None:
+            self.momentum.load_state_dict(state["momentum"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self.elapsed, self.images_seen = state["elapsed"], state["images_seen"]
+        self.generator.set_state(state["generator"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
+
+    def save(self) -> None:
+        if self.rank != 0:
+            return
+        atomic_torch_save(self._state(), self.out / TRAIN_STATE_FILE)
+        save_student(self.out / STUDENT_FILE, self.model.student, self.student_pre, self.cfg.to_dict(),
+                     {"teacher": self.cfg.teacher, "method": self.cfg.method, "step": self.step})
+
+    # -- data -----------------------------------------------------------------------------------------------
+    def _stream(self) -> BatchStream:
+        cfg = self.cfg
+        use_memory = cfg.in_memory == "on" or (
+            cfg.in_memory == "auto" and estimate_bytes(len(self.folder), self.load_size) <= IN_MEMORY_AUTO_BYTES)
+        memory = MemoryImages(self.folder, self.load_size, workers=cfg.workers) if use_memory else None
+        stream = BatchStream(self.folder, self.load_size, cfg.batch_size, memory=memory, workers=cfg.workers,
+                             pin_memory=self.device.type == "cuda", seed=cfg.seed, rank=self.rank,
+                             world_size=self.world_size)
+        if stream.batches_per_epoch() == 0:
+            raise ConfigError(f"{len(self.folder)} readable images make no full batch of {cfg.batch_size}; "
+                              "lower --batch-size")
+        return stream
+
+    # -- one step -------------------------------------------------------------------------------------------
+    def train_step(self, images: torch.Tensor) -> float:
+        cfg, t_pre, s_pre = self.cfg, self.teacher.preprocess, self.student_pre
+        images = images.to(self.device, non_blocking=True)
+        b = images.shape[0]
+        views = [self.augment(images, self.generator) for _ in range(self.loss.views)]
+        t_in = torch.cat([t_pre.normalize(resize_views(v, t_pre.input_size)) for v in views])
+        s_in = torch.cat([s_pre.normalize(resize_views(v, s_pre.input_size)) for v in views])
+        if self.device.type == "cuda" and cfg.channels_last:
+            s_in = s_in.contiguous(memory_format=torch.channels_last)
+        autocast = (torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else nullcontext())
+        with torch.no_grad(), autocast:
+            teacher_emb = self.teacher(t_in).float().view(self.loss.views, b, -1)
+        with autocast:
+            student_emb = self.model(s_in).float().view(self.loss.views, b, -1)
+            momentum_emb = None
+            if self.momentum is not None:
+                momentum_emb = torch.stack([self.momentum(s_in[v * b:(v + 1) * b], self.generator).float()
+                                            for v in self.loss.momentum_views])
+        loss = self.loss(student_emb, teacher_emb, momentum_emb)
+        if not torch.isfinite(loss):
+            raise TrainingError(f"non-finite loss ({loss.item()}) at step {self.step}; the last good checkpoint "
+                                f"in '{self.out}' is intact; lower --lr or check the teacher's outputs")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.momentum is not None:
+            self.momentum.update(self.model)
+        return float(loss.detach())
+
+    # -- loop -----------------------------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.rank == 0:
+            atomic_write_json(self.out / "config.json", cfg.to_dict())
+        stream = self._stream()
+        per_epoch = stream.batches_per_epoch()
+        total = per_epoch * cfg.epochs
+        if cfg.max_steps is not None:
+            total = min(total, cfg.max_steps)
+        warmup = min(int(cfg.warmup_epochs * per_epoch), max(0, total - 1))
+        self.model.train()
+        metrics = open(self.out / "metrics.jsonl", "a") if self.rank == 0 else None
+        bar = progress(total=total, initial=self.step, desc=f"{cfg.method} {cfg.student}", unit="step")
+        window_t, window_n, last_loss = time.perf_counter(), 0, float("nan")
+        try:
+            while self.step < total:
+                completed = True
+                for batch in stream.epoch(self.epoch, self.batch_in_epoch):
+                    if self.step >= total:
+                        completed = False
+                        break
+                    lr = lr_at(self.step, total, warmup, cfg.lr)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = lr
+                    t0 = time.perf_counter()
+                    last_loss = self.train_step(batch.images)
+                    self.elapsed += time.perf_counter() - t0
+                    n = batch.images.shape[0] * self.world_size
+                    self.step, self.batch_in_epoch = self.step + 1, self.batch_in_epoch + 1
+                    self.images_seen += n
+                    window_n += n
+                    bar.update(1)
+                    if self.step % cfg.log_every == 0 or self.step == total:
+                        now = time.perf_counter()
+                        ips = window_n / max(now - window_t, 1e-9)
+                        window_t, window_n = now, 0
+                        bar.set_postfix(epoch=self.epoch, loss=f"{last_loss:.4f}", img_s=f"{ips:.0f}")
+                        if metrics:
+                            metrics.write(json.dumps({"step": self.step, "epoch": self.epoch, "loss": last_loss,
+                                                      "lr": lr, "images_per_s": ips,
+                                                      "elapsed_s": round(self.elapsed, 3)}) + "\n")
+                            metrics.flush()
+                    if cfg.save_every and self.step % cfg.save_every == 0:
+                        self.save()
+                if completed:
+                    self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+                self.save()
+        finally:
+            bar.close()
+            if metrics:
+                metrics.close()
+        return {
+            "run_dir": str(self.out), "student": cfg.student, "method": cfg.method, "teacher": cfg.teacher,
+            "steps": self.step, "epochs_done": self.epoch, "images_seen": self.images_seen,
+            "num_images": len(self.folder), "num_skipped": len(stream.skipped),
+            "train_seconds": round(self.elapsed, 2),
+            "images_per_s": round(self.images_seen / max(self.elapsed, 1e-9), 1), "final_loss": last_loss,
+        }
