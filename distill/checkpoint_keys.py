@@ -80,7 +80,8 @@ def match_state_dict(state: Mapping[str, torch.Tensor], model: nn.Module, drop_h
         if drop_heads and _is_head(canon, drop_heads):
             continue
         mapped[canon] = value
-    missing = sorted(own_keys - set(mapped))
+    # BatchNorm's step counter is absent from checkpoints older than PyTorch 0.4.1; BatchNorm fills it in itself.
+    missing = sorted(k for k in own_keys - set(mapped) if not k.endswith("num_batches_tracked"))
     unexpected = sorted(set(mapped) - own_keys)
     shape = sorted(k for k in own_keys & set(mapped) if tuple(own[k].shape) != tuple(mapped[k].shape))
     if missing or unexpected or shape:

@@ -31,7 +31,7 @@ from torch import nn
 
 from distill.checkpoint_keys import HEAD_PREFIXES, extract_state_dict, match_state_dict, remove_heads
 from distill.errors import ModelError
-from distill.preprocess import Preprocess, PreprocessOverrides, read_sidecar
+from distill.preprocess import Preprocess, PreprocessOverrides, read_sidecar, sidecar_path
 from distill.students import drop_final_linear
 
 
@@ -272,15 +272,20 @@ def _file_preprocess(path: Path, overrides: PreprocessOverrides) -> Preprocess:
         if size:
             pre = pre.override(input_size=size)
     if overrides.input_size is None or overrides.mean is None or overrides.std is None:
-        warnings.warn(f"no sidecar JSON for '{path.name}': assuming input {pre.input_size}px with ImageNet mean/std; "
-                      "pass --teacher-input-size/--teacher-mean/--teacher-std to be explicit", stacklevel=3)
+        final = overrides.apply(pre)
+        warnings.warn(f"no sidecar JSON for '{path.name}': using input {final.input_size}px, mean {final.mean}, "
+                      f"std {final.std}; pass --teacher-input-size/--teacher-mean/--teacher-std or write "
+                      f"'{sidecar_path(path).name}' to be explicit", stacklevel=3)
     return overrides.apply(pre)
 
 
 def _onnx_static_size(path: Path) -> int | None:
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise ModelError(f"'{path}' is not a valid ONNX file ({type(exc).__name__}); re-export it") from None
     dims = model.graph.input[0].type.tensor_type.shape.dim
     if len(dims) == 4 and dims[2].dim_value and dims[2].dim_value == dims[3].dim_value:
         return int(dims[2].dim_value)

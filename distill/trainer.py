@@ -64,17 +64,17 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         self.out = Path(cfg.out or f"runs/{cfg.student.replace(':', '_')}-{cfg.method}")
         self._check_run_folder(resume)
-
+        self.folder = scan_folder(cfg.data, cfg.limit)  # cheap, and the likeliest user error: check it first
         self.teacher = load_teacher(cfg.teacher, TeacherOptions(
             weights=cfg.teacher_weights, arch=cfg.teacher_arch, drop_head=tuple(cfg.teacher_drop_head),
             input_size=cfg.teacher_input_size, mean=cfg.teacher_mean, std=cfg.teacher_std), self.device)
         cfg.img_size = cfg.img_size or self.teacher.preprocess.input_size
-        self.folder = scan_folder(cfg.data, cfg.limit)
         t_pre = self.teacher.preprocess
         self.student_pre = Preprocess(input_size=cfg.img_size, mean=t_pre.mean, std=t_pre.std,
                                       crop_pct=1.0 if cfg.img_size <= 64 else 0.875)
         self.load_size = max(cfg.img_size, t_pre.input_size)
 
+        torch.manual_seed(cfg.seed)  # the same initial weights for the same seed
         student = create_student(cfg.student, img_size=cfg.img_size)
         if cfg.embed_dim is None:
             cfg.embed_dim = 128 if cfg.method == "compress-1q" else self.teacher.embedding_dim

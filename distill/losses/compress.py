@@ -37,8 +37,8 @@ class CompRessLoss(DistillLoss):
         if momentum is None:
             raise ValueError("compress needs the momentum student's embeddings (momentum_views = (0,))")
         s = F.normalize(student[0], dim=1)
-        t = F.normalize(teacher[0], dim=1)
-        k = F.normalize(momentum[0], dim=1)
+        t = F.normalize(teacher[0].detach(), dim=1)
+        k = F.normalize(momentum[0].detach(), dim=1)
         if int(self.teacher_queue.filled) == 0:
             loss = self.zero_like(s)
         else:
@@ -64,7 +64,7 @@ class CompRess1qLoss(DistillLoss):
 
     def forward(self, student, teacher, momentum=None):
         s = F.normalize(self.proj(student[0]), dim=1)
-        t = F.normalize(teacher[0], dim=1)
+        t = F.normalize(teacher[0].detach(), dim=1)
         if int(self.teacher_queue.filled) == 0:
             loss = self.zero_like(s)
         else:

@@ -36,8 +36,9 @@ class DisCoLoss(DistillLoss):
         if momentum is None:
             raise ValueError("disco needs the momentum key encoder's embedding of view 2 (momentum_views = (1,))")
         q1, q2 = F.normalize(student[0], dim=1), F.normalize(student[1], dim=1)
+        teacher = teacher.detach()
         t1, t2 = F.normalize(teacher[0], dim=1), F.normalize(teacher[1], dim=1)
-        k2 = F.normalize(momentum[0], dim=1)
+        k2 = F.normalize(momentum[0].detach(), dim=1)
         logits = torch.cat([(q1 * k2).sum(1, keepdim=True), q1 @ self.queue.get().T], 1) / self.temperature
         labels = torch.zeros(q1.shape[0], dtype=torch.long, device=q1.device)
         contrastive = F.cross_entropy(logits, labels)

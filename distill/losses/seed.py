@@ -28,7 +28,7 @@ class SEEDLoss(DistillLoss):
 
     def forward(self, student, teacher, momentum=None):
         s = F.normalize(student[0], dim=1)
-        t = F.normalize(teacher[0], dim=1)
+        t = F.normalize(teacher[0].detach(), dim=1)
         q = self.queue.get()
         logits_s = torch.cat([(s * t).sum(1, keepdim=True), s @ q.T], 1) / self.tau_s
         logits_t = torch.cat([(t * t).sum(1, keepdim=True), t @ q.T], 1) / self.tau_t

@@ -1,0 +1,50 @@
+"""Students by name, their embeddings, and small inputs."""
+import pytest
+import torch
+from torch import nn
+
+from distill.errors import ModelError
+from distill.students import adapt_small_input, create_student, drop_final_linear, registered_students
+
+
+@pytest.mark.parametrize("name,dim", [("alexnet", 4096), ("mobilenetv3_large_100", 1280), ("efficientnet_b0", 1280)])
+def test_registered_students_embed_32px_images(name, dim):
+    student = create_student(name, img_size=32).eval()
+    with torch.no_grad():
+        out = student(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, dim) == (2, student.num_features)
+
+
+def test_alexnet_pools_are_adapted_only_where_needed():
+    import torchvision
+
+    stock = torchvision.models.alexnet()
+    with pytest.raises(RuntimeError, match="too small"):
+        stock(torch.randn(1, 3, 32, 32))
+    fixed = adapt_small_input(torchvision.models.alexnet(), 32)
+    assert fixed == ["features.12"]
+    assert adapt_small_input(torchvision.models.alexnet(), 224) == []
+
+
+def test_any_timm_or_torchvision_name_works_with_or_without_prefix():
+    assert create_student("resnet10t", img_size=32).num_features == 512  # timm
+    tv = create_student("torchvision:mobilenet_v3_small", img_size=64)
+    assert tv.num_features == 1024 and tv(torch.randn(2, 3, 64, 64)).shape == (2, 1024)
+    with pytest.raises(ModelError, match="cannot find the classifier of SqueezeNet"):
+        create_student("squeezenet1_0")  # a convolutional classifier: not supported, said so
+    assert create_student("timm:mobilenetv3_small_050", img_size=32).num_features == 1024
+
+
+def test_unknown_student_lists_the_registered_ones_and_close_matches():
+    with pytest.raises(ModelError) as exc:
+        create_student("mobilenetv3_large_10")
+    msg = str(exc.value)
+    assert all(n in msg for n in registered_students())
+    assert "mobilenetv3_large_100" in msg.split("close matches:")[1]
+
+
+def test_drop_final_linear_keeps_the_penultimate_layer():
+    model = nn.Sequential()
+    model.classifier = nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 3))
+    assert drop_final_linear(model) == 6
+    assert isinstance(model.classifier[2], nn.Identity)
