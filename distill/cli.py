@@ -56,17 +56,24 @@ def execute(module: ModuleType, args: argparse.Namespace) -> int:
     try:
         result = module.run(args)
     except EdgeDistillError as exc:
+        partial = getattr(exc, "result", None)  # e.g. the export table, printed before the error
+        if partial is not None:
+            _print_result(module, args, partial)
         print(f"edgedistill: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("edgedistill: interrupted", file=sys.stderr)
         return 130
+    _print_result(module, args, result)
+    return 0
+
+
+def _print_result(module: ModuleType, args: argparse.Namespace, result: dict) -> None:
     if getattr(args, "json", False):
         print(json.dumps(result, default=str))
     else:
         formatter = getattr(module, "format_result", None)
         print(formatter(result) if formatter else json.dumps(result, indent=2, default=str))
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

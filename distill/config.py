@@ -45,7 +45,9 @@ class TrainConfig:
     channels_last: bool = True  # on CUDA (ignored on CPU)
     knn_k: int = 20  # DINO's weighted kNN
     knn_t: float = 0.07
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    augmentation: str = "auto"  # mocov2 | light | none | auto (light up to 64 px: see AugmentConfig.light)
+    augment: AugmentConfig | None = None  # resolved from `augmentation` unless given field by field
+    teacher_center: bool = False  # subtract the teacher's mean embedding (estimated on 2,048 images) before the loss
     teacher_weights: str | None = None
     teacher_arch: str | None = None
     teacher_drop_head: tuple[str, ...] = ()
@@ -55,7 +57,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["augment"] = asdict(self.augment)
+        d["augment"] = asdict(self.augment) if self.augment is not None else None
         return d
 
     @classmethod
@@ -68,7 +70,7 @@ class TrainConfig:
             if d.get(key) is not None:
                 d[key] = tuple(d[key])
         aug = {k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()}
-        return cls(augment=AugmentConfig(**aug), **d)
+        return cls(augment=AugmentConfig(**aug) if aug else None, **d)
 
     def validate(self) -> None:
         if self.method not in LOSSES:

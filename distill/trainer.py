@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from distill.augment import BatchAugment, resize_views
+from distill.augment import AugmentConfig, BatchAugment, resize_views
 from distill.checkpoint import STUDENT_FILE, TRAIN_STATE_FILE, atomic_torch_save, atomic_write_json, save_student
 from distill.config import TrainConfig
 from distill.data import scan_folder
@@ -95,7 +95,10 @@ class Trainer:
         if self.device.type == "cuda" and cfg.amp:
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        if cfg.augment is None:
+            cfg.augment = AugmentConfig.preset(cfg.augmentation, cfg.img_size)
         self.augment = BatchAugment(cfg.augment, self.load_size)
+        self.center = torch.zeros(self.teacher.embedding_dim, device=self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed * 1000 + rank)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.elapsed = 0.0
@@ -120,7 +123,7 @@ class Trainer:
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
             "elapsed": self.elapsed, "images_seen": self.images_seen,
             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
-            "teacher_fingerprint": self.teacher.fingerprint(), "data_fingerprint": self.folder.fingerprint(),
+            "center": self.center, "teacher_fingerprint": self.teacher.fingerprint(), "data_fingerprint": self.folder.fingerprint(),
         }
 
     def _load_state(self) -> None:
@@ -138,6 +141,7 @@ class Trainer:
             raise CheckpointError(f"--resume: '{path}' was trained with another teacher; pass the same --teacher")
         if state["data_fingerprint"] != self.folder.fingerprint():
             raise CheckpointError(f"--resume: the images under '{self.cfg.data}' changed since '{path}' was written")
+        self.center = state["center"].to(self.device)
         self.model.load_state_dict(state["model"])
         self.loss.load_state_dict(state["loss"])
         if self.momentum is not None:
@@ -182,7 +186,7 @@ class Trainer:
             s_in = s_in.contiguous(memory_format=torch.channels_last)
         autocast = (torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else nullcontext())
         with torch.no_grad(), autocast:
-            teacher_emb = self.teacher(t_in).float().view(self.loss.views, b, -1)
+            teacher_emb = (self.teacher(t_in).float() - self.center).view(self.loss.views, b, -1)
         with autocast:
             student_emb = self.model(s_in).float().view(self.loss.views, b, -1)
             momentum_emb = None
@@ -201,6 +205,21 @@ class Trainer:
             self.momentum.update(self.model)
         return float(loss.detach())
 
+    @torch.no_grad()
+    def estimate_center(self, stream: BatchStream, num_images: int = 2048) -> torch.Tensor:
+        """The teacher's mean embedding over the first images of the data (the same on every rank)."""
+        t_pre, total, count = self.teacher.preprocess, None, 0
+        order = BatchStream(self.folder, self.load_size, 256, memory=stream.memory, workers=self.cfg.workers,
+                            drop_last=False, shuffle=False)
+        for batch in order.epoch(0):
+            x = t_pre.normalize(resize_views(batch.images.to(self.device).float().div_(255), t_pre.input_size))
+            emb = self.teacher(x).float()
+            total = emb.sum(0) if total is None else total + emb.sum(0)
+            count += emb.shape[0]
+            if count >= num_images:
+                break
+        return total / count
+
     # -- loop -----------------------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -208,6 +227,8 @@ class Trainer:
         if self.rank == 0:
             atomic_write_json(self.out / "config.json", cfg.to_dict())
         stream = self._stream()
+        if cfg.teacher_center and self.step == 0:
+            self.center = self.estimate_center(stream)
         per_epoch = stream.batches_per_epoch()
         total = per_epoch * cfg.epochs
         if cfg.max_steps is not None:

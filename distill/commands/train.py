@@ -44,6 +44,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ema-momentum", type=float, default=0.999, help="momentum student (compress, disco)")
     p.add_argument("--hidden-dim", type=positive_int, default=2048, help="projection-head width")
     p.add_argument("--embed-dim", type=positive_int, help="projection output (default: the teacher's dim)")
+    p.add_argument("--augment", default="auto", choices=["auto", "mocov2", "light", "none"],
+                   help="augmentation preset (auto: light up to 64 px, MoCo-v2 above)")
+    p.add_argument("--teacher-center", action="store_true",
+                   help="subtract the teacher's mean embedding before the loss")
     p.add_argument("--limit", type=positive_int, metavar="N", help="train on a class-balanced subset of N images")
     p.add_argument("--in-memory", choices=["auto", "on", "off"], default="auto",
                    help="decode the images once and keep them in RAM (auto: when under 2 GiB)")
@@ -70,7 +74,7 @@ def config_from_args(args: argparse.Namespace):
         img_size=args.img_size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, queue_size=args.queue_size,
         loss_options=loss_options, ema_momentum=args.ema_momentum, hidden_dim=args.hidden_dim,
-        embed_dim=args.embed_dim, limit=args.limit, in_memory=args.in_memory, device=args.device,
+        embed_dim=args.embed_dim, augmentation=args.augment, teacher_center=args.teacher_center, limit=args.limit, in_memory=args.in_memory, device=args.device,
         workers=args.workers, seed=args.seed, log_every=args.log_every, save_every=args.save_every,
         max_steps=args.max_steps, amp=not args.no_amp, teacher_weights=opts.weights, teacher_arch=opts.arch,
         teacher_drop_head=opts.drop_head, teacher_input_size=opts.input_size, teacher_mean=opts.mean,

@@ -1,0 +1,69 @@
+# edgedistill: `make demo` (set-up + the main job) and `make test` (set-up + the tests).
+#
+# Defaults use the CIFAR-10 test bed at ../shared/testbed; point TESTBED= elsewhere, or bring your own
+# images and teacher with DATA= (training images), VAL= (optional labelled folder) and TEACHER=.
+
+PYTHON   ?= python3
+VENV     ?= .venv
+BIN      := $(VENV)/bin
+TESTBED  ?= ../shared/testbed
+CACHE    ?= .cache
+DATADIR  := $(CACHE)/data
+OUT      ?= runs/demo
+
+CIFAR    := $(DATADIR)/cifar10
+DATA     ?= $(CIFAR)/train
+VAL      ?= $(CIFAR)/test
+TEACHER  ?= $(TESTBED)/teachers/cifar_resnet56.onnx
+STUDENT  ?= mobilenetv3_large_100
+METHOD   ?= seed
+LIMIT    ?= 10000
+EPOCHS   ?= 2
+
+export EDGEDISTILL_TESTBED := $(abspath $(TESTBED))
+export EDGEDISTILL_DATA    := $(abspath $(DATADIR))
+
+.PHONY: setup data test demo clean help
+
+help:
+	@echo "make demo   set up, then distil $(STUDENT) from $(notdir $(TEACHER)) and evaluate it (minutes on 2 cores)"
+	@echo "make test   set up, then run the test suite"
+	@echo "variables:  TESTBED=$(TESTBED) DATA=$(DATA) VAL=$(VAL) TEACHER=$(TEACHER) OUT=$(OUT)"
+
+setup: $(VENV)/.installed
+
+# torch and torchvision first, pinned (they come from local disk on the reference machine), then the
+# project in editable mode with the extras the tests and the demo use.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install --quiet --no-build-isolation -e '.[openvino,demo,dev]'
+	touch $@
+
+# Unpack the test bed's archives once (a few seconds); skipped where no test bed exists.
+data:
+	@if [ -f "$(TESTBED)/cifar10.tar.gz" ]; then \
+	  mkdir -p $(DATADIR); \
+	  for a in cifar10 tiny-imagenet-subset; do \
+	    d=$$( [ $$a = cifar10 ] && echo cifar10 || echo tiny-imagenet ); \
+	    if [ ! -d $(DATADIR)/$$d ]; then echo "unpacking $$a into $(DATADIR)"; \
+	      rm -rf $(DATADIR)/.partial && mkdir -p $(DATADIR)/.partial && \
+	      tar xzf $(TESTBED)/$$a.tar.gz -C $(DATADIR)/.partial && mv $(DATADIR)/.partial/$$d $(DATADIR)/$$d && \
+	      rm -rf $(DATADIR)/.partial; fi; \
+	  done; \
+	else echo "no test bed at $(TESTBED): tests that need it will be skipped"; fi
+
+test: setup data
+	$(BIN)/python -m pytest -q
+
+demo: setup data
+	@test -d "$(DATA)" || { echo "make demo: DATA=$(DATA) is not a folder; unpack the test bed or pass DATA=/your/images TEACHER=/your/teacher.onnx"; exit 2; }
+	rm -rf $(OUT)
+	$(BIN)/edgedistill train --data $(DATA) $(if $(wildcard $(VAL)),--val $(VAL)) --teacher $(TEACHER) \
+	  --student $(STUDENT) --method $(METHOD) --limit $(LIMIT) --epochs $(EPOCHS) --out $(OUT)/student
+	@echo
+	@echo "demo outputs: $(OUT)/student (student.pt, metrics.jsonl, summary.json$(if $(wildcard $(VAL)),, eval.json))"
+
+clean:
+	rm -rf $(VENV) $(CACHE) runs .pytest_cache

@@ -1,0 +1,71 @@
+"""Benchmark backends side by side: latency (p50/p90/p99), throughput, peak memory, size, and accuracy parity
+(embedding cosine and weighted-kNN top-1 against the PyTorch student).
+
+A run folder means its student.pt plus every artifact exported from it. Each backend runs in its own process;
+rounds are interleaved (A B C A B C ...) and medians reported, so a slow window of the machine hits every
+backend alike.
+
+Example:
+  edgedistill bench runs/seed --train cifar10/train --val cifar10/test --batch-sizes 1,8 --out runs/seed/bench
+"""
+from __future__ import annotations
+
+import argparse
+
+from distill.cli import add_json_flag
+from distill.commands.common import positive_int
+
+HELP = "benchmark latency, throughput, memory and accuracy of every backend"
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got '{text}'") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"batch sizes must be positive, got '{text}'")
+    return values
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("targets", nargs="+", metavar="ARTIFACT_OR_RUN_DIR")
+    p.add_argument("--data", metavar="DIR", help="images for end-to-end timing and parity (default: --val)")
+    p.add_argument("--train", metavar="DIR", help="labelled kNN bank")
+    p.add_argument("--val", metavar="DIR", help="labelled kNN queries")
+    p.add_argument("--train-limit", type=positive_int, default=5000, metavar="N")
+    p.add_argument("--val-limit", type=positive_int, default=1000, metavar="N")
+    p.add_argument("--batch-sizes", type=_ints, default=(1, 8, 32), metavar="1,8,32")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="threads per runtime (default: all usable cores)")
+    p.add_argument("--warmup-s", type=float, default=1.0, metavar="F")
+    p.add_argument("--min-time-s", type=float, default=2.0, metavar="F")
+    p.add_argument("--min-runs", type=positive_int, default=20, metavar="N")
+    p.add_argument("--rounds", type=positive_int, default=3, help="interleaved rounds; medians are reported")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--out", default="bench_report", metavar="DIR")
+    add_json_flag(p)
+
+
+def run(args: argparse.Namespace) -> dict:
+    from bench.runner import BenchConfig, run_bench
+    from distill.errors import ConfigError
+
+    if bool(args.train) != bool(args.val):
+        raise ConfigError("--train and --val go together (the kNN bank and its queries)")
+    if args.device not in ("cpu",) and not args.device.startswith("cuda"):
+        raise ConfigError(f"--device must be cpu or cuda, got '{args.device}'")
+    cfg = BenchConfig(targets=args.targets, data=args.data, train=args.train, val=args.val,
+                      train_limit=args.train_limit, val_limit=args.val_limit, batch_sizes=args.batch_sizes,
+                      threads=args.threads, warmup_s=args.warmup_s, min_time_s=args.min_time_s,
+                      min_runs=args.min_runs, rounds=args.rounds, device=args.device, out=args.out)
+    report = run_bench(cfg)
+    keys = ("backend", "precision", "batch_size", "img_size", "status", "p50_ms", "p90_ms", "p99_ms",
+            "images_per_s", "peak_rss_mb", "size_mb", "knn_top1", "knn_delta", "min_cosine", "error")
+    return {"report_dir": report["report_dir"], "rows": [{k: r.get(k) for k in keys} for r in report["rows"]]}
+
+
+def format_result(result: dict) -> str:
+    from pathlib import Path
+
+    md = Path(result["report_dir"]) / "report.md"
+    return md.read_text() + f"\nreports: {result['report_dir']} (report.json, report.csv, report.md, latency_vs_accuracy.png)"

@@ -1,0 +1,62 @@
+"""The machine a benchmark ran on: CPU model and flags, cores, memory, library versions, peak compute."""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from functools import lru_cache
+
+from export.metadata import versions
+
+INTERESTING_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_bf16", "avx512_bf16", "f16c")
+
+
+def cpu_info() -> dict:
+    model, flags = platform.processor() or "unknown", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and model in ("unknown", "", platform.processor()):
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return {"model": model, "flags": sorted(f for f in INTERESTING_FLAGS if f in flags),
+            "logical_cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
+
+
+def memory_gb() -> float | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal"):
+                    return round(int(line.split()[1]) / 1e6, 1)
+    except OSError:
+        return None
+    return None
+
+
+@lru_cache(maxsize=None)
+def peak_gflops(threads: int, n: int = 1024, seconds: float = 1.0) -> float:
+    """Measured fp32 peak of this machine: the best rate of n x n matrix products over ``seconds``."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        a @ b
+        best, end = 0.0, time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            t0 = time.perf_counter()
+            a @ b
+            best = max(best, 2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
+        return best
+    finally:
+        torch.set_num_threads(previous)
+
+
+def environment(threads: int) -> dict:
+    return {"cpu": cpu_info(), "memory_gb": memory_gb(), "platform": platform.platform(), "threads": threads,
+            "versions": versions(), "peak_gflops_fp32": round(peak_gflops(threads), 1)}

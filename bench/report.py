@@ -1,0 +1,113 @@
+"""Benchmark reports: report.json (everything, with the resolved config), report.csv, report.md (a table in
+the style of Ultralytics' benchmark) and latency_vs_accuracy.png. All written atomically."""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from distill.checkpoint import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+CSV_COLUMNS = ("backend", "precision", "batch_size", "img_size", "status", "p50_ms", "p90_ms", "p99_ms", "mean_ms",
+               "std_ms", "images_per_s", "e2e_p50_ms", "speedup_vs_torch", "floor_ms", "peak_rss_mb", "size_mb",
+               "knn_top1", "knn_delta", "min_cosine", "mean_cosine", "neighbour_overlap@10", "artifact", "error")
+
+
+def _fmt(v, digits: int = 2) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def markdown_table(report: dict) -> str:
+    """One line per backend: format, precision, status, size, kNN top-1, p50 at batch 1, images/s."""
+    rows = report["rows"]
+    sizes = sorted({r["batch_size"] for r in rows})
+    b1 = min(sizes)
+    bmax = max(sizes)
+    lines = [f"| backend | precision | status | size MB | kNN top-1 | kNN delta | min cos | p50 ms (b{b1}) | "
+             f"x torch (b{b1}) | p50 ms (b{bmax}) | images/s (b{bmax}) | peak RSS MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    by_artifact: dict[str, dict[int, dict]] = {}
+    for r in rows:
+        by_artifact.setdefault(r["artifact"], {})[r["batch_size"]] = r
+    for per_bs in by_artifact.values():
+        first, last = per_bs.get(b1, {}), per_bs.get(bmax, {})
+        ref = first or last
+        status = "✅" if ref.get("status") == "ok" else f"❌ {ref.get('error') or ''}".strip()
+        lines.append("| " + " | ".join([
+            ref["backend"], ref["precision"], status, _fmt(ref.get("size_mb"), 1), _fmt(ref.get("knn_top1"), 4),
+            _fmt(ref.get("knn_delta"), 4), _fmt(ref.get("min_cosine"), 4), _fmt(first.get("p50_ms")),
+            _fmt(first.get("speedup_vs_torch")), _fmt(last.get("p50_ms")), _fmt(last.get("images_per_s"), 0),
+            _fmt(ref.get("peak_rss_mb"), 0)]) + " |")
+    return "\n".join(lines)
+
+
+def render_markdown(report: dict) -> str:
+    env, student = report["environment"], report["student"]
+    cpu = env["cpu"]
+    flops = student.get("flops_per_image")
+    head = [f"# Benchmark: {student.get('checkpoint') or 'artifacts'}", "",
+            f"Machine: {cpu['model']}, {cpu['usable_cores']} usable cores ({', '.join(cpu['flags'])}), "
+            f"{env['threads']} threads, measured fp32 peak {env['peak_gflops_fp32']} GFLOP/s.",
+            f"Student: {_fmt(student.get('params'), 0)} parameters, "
+            f"{flops / 1e6:.1f} MFLOPs per image." if flops else "", "",
+            markdown_table(report), "",
+            "p50/p90/p99 are medians over interleaved rounds of per-call latency on a ready batch "
+            "(outliers clipped at 2 sigma); end-to-end latency (decode + preprocess + infer) is in report.csv."]
+    return "\n".join(head) + "\n"
+
+
+def write_csv(report: dict, path: Path) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    w.writeheader()
+    for r in report["rows"]:
+        w.writerow({k: r.get(k) for k in CSV_COLUMNS})
+    atomic_write_text(path, buf.getvalue())
+
+
+def plot(report: dict, path: Path) -> bool:
+    """p50 latency at the smallest batch against kNN top-1 (or min cosine), one point per backend and precision."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    rows = [r for r in report["rows"] if r["status"] == "ok"]
+    if not rows:
+        return False
+    b1 = min(r["batch_size"] for r in rows)
+    rows = [r for r in rows if r["batch_size"] == b1]
+    metric = "knn_top1" if any(r["knn_top1"] is not None for r in rows) else "min_cosine"
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for r in rows:
+        y = r[metric]
+        if y is None:
+            continue
+        ax.scatter(r["p50_ms"], y, s=40)
+        ax.annotate(f"{r['backend']} {r['precision']}", (r["p50_ms"], y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel(f"p50 latency, batch {b1} (ms)")
+    ax.set_ylabel("weighted kNN top-1" if metric == "knn_top1" else "min cosine vs PyTorch")
+    ax.set_title("latency vs accuracy")
+    ax.grid(alpha=0.3)
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return True
+
+
+def write_reports(report: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    report["files"] = {"json": str(out / "report.json"), "csv": str(out / "report.csv"), "md": str(out / "report.md")}
+    if plot(report, out / "latency_vs_accuracy.png"):
+        report["files"]["plot"] = str(out / "latency_vs_accuracy.png")
+    write_csv(report, out / "report.csv")
+    atomic_write_text(out / "report.md", render_markdown(report))
+    atomic_write_json(out / "report.json", report)

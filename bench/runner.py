@@ -1,0 +1,263 @@
+"""Benchmark every backend of a student side by side.
+
+Each backend runs in a fresh worker process (bench.worker). Timing runs are interleaved, A B C A B C ...,
+for ``rounds`` rounds and each statistic is the median over rounds: on a shared or throttled machine a slow
+window then hits every backend alike instead of one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.environment import environment
+from distill.checkpoint import STUDENT_FILE
+from distill.data import scan_folder
+from distill.errors import DataError
+from distill.evaluate import knn_protocols, FolderEmbeddings
+from distill.progress import progress
+from export.backends import SUFFIXES, runtime_for
+from export.metadata import read_metadata
+from export.parity import neighbour_overlap
+
+
+@dataclass
+class BenchConfig:
+    targets: list[str]
+    data: str | None = None  # images for end-to-end timing (and parity when no --val)
+    train: str | None = None  # labelled kNN bank
+    val: str | None = None  # labelled kNN queries
+    train_limit: int = 5000
+    val_limit: int = 1000
+    batch_sizes: tuple[int, ...] = (1, 8, 32)
+    threads: int | None = None  # default: every usable core
+    warmup_s: float = 1.0
+    min_time_s: float = 2.0
+    min_runs: int = 20
+    rounds: int = 3
+    device: str = "cpu"
+    out: str = "bench_report"
+    workers: int = 2
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def expand_targets(targets: list[str]) -> list[Path]:
+    """A run folder means its student.pt plus every artifact exported from it (failed ones excluded)."""
+    found: list[Path] = []
+    for t in targets:
+        p = Path(t).expanduser()
+        if not p.exists():
+            raise DataError(f"'{p}' does not exist; pass artifacts (.onnx, .xml, .engine), student.pt or run folders")
+        if p.is_dir():
+            if (p / STUDENT_FILE).is_file():
+                found.append(p / STUDENT_FILE)
+            export_dir = p / "export" if (p / "export").is_dir() else p
+            found += sorted(f for f in export_dir.iterdir() if f.suffix in (".onnx", ".xml", ".engine", ".plan"))
+        else:
+            runtime_for(p)  # raises a clear error for .failed and unknown suffixes
+            found.append(p)
+    unique = list(dict.fromkeys(f.resolve() for f in found))
+    if not unique:
+        raise DataError(f"nothing to benchmark in {', '.join(targets)}: no student.pt and no exported artifacts")
+    return unique
+
+
+def _label(path: Path) -> dict[str, str]:
+    runtime = runtime_for(path)
+    meta = read_metadata(path) if runtime != "torch" else None
+    precision = (meta or {}).get("precision", "fp32")
+    return {"backend": runtime, "precision": precision, "artifact": str(path), "name": f"{runtime} {precision}"}
+
+
+def _reference_checkpoint(paths: list[Path]) -> Path | None:
+    """The PyTorch student the artifacts came from: given directly, or recorded in their metadata."""
+    for p in paths:
+        if runtime_for(p) == "torch":
+            return p
+    for p in paths:
+        src = ((read_metadata(p) or {}).get("source") or {}).get("checkpoint")
+        if src and Path(src).is_file():
+            return Path(src).resolve()
+    return None
+
+
+def _run_worker(job: dict, work: Path, threads: int) -> dict:
+    fd, path = tempfile.mkstemp(suffix=".json", dir=work)
+    with os.fdopen(fd, "w") as f:
+        json.dump(job, f)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "EDGEDISTILL_PROGRESS": "0"}
+    proc = subprocess.run([sys.executable, "-m", "bench.worker", path], capture_output=True, text=True, env=env)
+    lines = proc.stdout.strip().splitlines()
+    try:
+        return json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"ok": False, "error": f"worker crashed (exit {proc.returncode}): {tail}"}
+
+
+def _median(values: list[float]) -> float:
+    return float(np.median(values))
+
+
+def run_bench(cfg: BenchConfig) -> dict[str, Any]:
+    threads = cfg.threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    paths = expand_targets(cfg.targets)
+    reference = _reference_checkpoint(paths)
+    if reference is not None and reference not in paths:
+        paths.insert(0, reference)
+    labels = [_label(p) for p in paths]
+    images: list[str] = []
+    if cfg.data or cfg.val:
+        folder = scan_folder(cfg.data or cfg.val, 64)
+        images = [str(folder.absolute(i)) for i in range(len(folder))]
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    with tempfile.TemporaryDirectory(prefix="edgedistill-bench-") as tmp:
+        work = Path(tmp)
+        base = {"device": cfg.device, "threads": threads, "batch_sizes": list(cfg.batch_sizes),
+                "warmup_s": cfg.warmup_s, "min_time_s": cfg.min_time_s, "min_runs": cfg.min_runs, "images": images}
+        timings: dict[str, list[dict]] = {l["artifact"]: [] for l in labels}
+        bar = progress(total=cfg.rounds * len(labels), desc="latency", unit="run")
+        for _ in range(cfg.rounds):
+            for lab in labels:
+                timings[lab["artifact"]].append(_run_worker({**base, "task": "timing", "artifact": lab["artifact"]}, work, threads))
+                bar.update(1)
+        bar.close()
+        embeddings = _embeddings(cfg, labels, work, threads)
+
+    env = environment(threads)
+    flops, params = _cost(reference)
+    rows = _rows(cfg, labels, timings, embeddings, reference, flops, env)
+    report = {"config": asdict(cfg), "environment": env, "student": {"checkpoint": str(reference) if reference else None,
+                                                                      "flops_per_image": flops, "params": params},
+              "rows": rows, "report_dir": str(out)}
+    from bench.report import write_reports
+
+    write_reports(report, out)
+    return report
+
+
+def _embeddings(cfg: BenchConfig, labels: list[dict], work: Path, threads: int) -> dict[str, dict]:
+    """Per backend: bank and query embeddings (or parity images when there is no labelled split)."""
+    if cfg.train and cfg.val:
+        spec = {"bank": {"dir": cfg.train, "limit": cfg.train_limit}, "queries": {"dir": cfg.val, "limit": cfg.val_limit}}
+    elif cfg.data or cfg.val:
+        spec = {"queries": {"dir": cfg.data or cfg.val, "limit": min(cfg.val_limit, 200)}}
+    else:
+        return {}
+    found = {}
+    for lab in progress(labels, desc="accuracy", unit="backend"):
+        d = work / f"emb{len(found)}"
+        d.mkdir()
+        res = _run_worker({"task": "embed", "artifact": lab["artifact"], "device": cfg.device, "threads": threads,
+                           "out": str(d), "workers": cfg.workers, **spec}, work, threads)
+        if not res.get("ok"):
+            found[lab["artifact"]] = {"error": res.get("error")}
+            continue
+        entry = {}
+        for key in ("bank", "queries"):
+            if (d / f"{key}.npy").is_file():
+                labels_ = np.load(d / f"{key}_labels.npy")
+                entry[key] = FolderEmbeddings(np.load(d / f"{key}.npy"), labels_ if labels_.size else None,
+                                              np.arange(0), 0)
+        found[lab["artifact"]] = entry
+    return found
+
+
+def _cost(reference: Path | None) -> tuple[int | None, int | None]:
+    if reference is None:
+        return None, None
+    from bench.flops import count_flops, count_params
+    from distill.checkpoint import load_student
+
+    loaded = load_student(reference)
+    return count_flops(loaded.model, loaded.preprocess.input_size), count_params(loaded.model)
+
+
+def _rows(cfg, labels, timings, embeddings, reference, flops, env) -> list[dict]:
+    ref_key = str(reference) if reference else None
+    ref_emb = embeddings.get(ref_key, {}) if ref_key else {}
+    ref_knn = None
+    if "bank" in ref_emb and ref_emb["bank"].labels is not None:
+        ref_knn = knn_protocols(ref_emb["bank"], ref_emb["queries"])["knn_top1"]
+    rows = []
+    for lab in labels:
+        runs = timings[lab["artifact"]]
+        good = [r for r in runs if r.get("ok")]
+        acc = _accuracy(embeddings.get(lab["artifact"], {}), ref_emb, ref_knn)
+        for bs in cfg.batch_sizes:
+            row = {"backend": lab["backend"], "precision": lab["precision"], "batch_size": bs, "img_size": None,
+                   "status": "error", "p50_ms": None, "p90_ms": None, "p99_ms": None, "mean_ms": None, "std_ms": None,
+                   "images_per_s": None, "e2e_p50_ms": None, "peak_rss_mb": None, "size_mb": None,
+                   **acc, "artifact": lab["artifact"], "error": None}
+            entries = [r["batches"].get(str(bs), {}) for r in good]
+            if not good:
+                row["error"] = runs[0].get("error") if runs else "not run"
+            elif any("error" in e for e in entries):
+                row["error"] = next(e["error"] for e in entries if "error" in e)
+            else:
+                infer = [e["infer"] for e in entries]
+                p50 = _median([i["p50_ms"] for i in infer])
+                row.update(status="ok", img_size=good[0]["img_size"], p50_ms=p50,
+                           p90_ms=_median([i["p90_ms"] for i in infer]), p99_ms=_median([i["p99_ms"] for i in infer]),
+                           mean_ms=_median([i["mean_ms"] for i in infer]), std_ms=_median([i["std_ms"] for i in infer]),
+                           images_per_s=bs / (p50 / 1e3), peak_rss_mb=max(r["peak_rss_mb"] for r in good),
+                           size_mb=good[0]["size_bytes"] / 1e6, rounds=len(good))
+                e2e = [e["end_to_end"]["p50_ms"] for e in entries if "end_to_end" in e]
+                row["e2e_p50_ms"] = _median(e2e) if e2e else None
+                if flops:
+                    row["floor_ms"] = flops * bs / (env["peak_gflops_fp32"] * 1e9) * 1e3
+            if row["status"] == "ok" and acc.get("accuracy_error"):
+                row["error"] = acc["accuracy_error"]
+            rows.append(row)
+    torch_p50 = {r["batch_size"]: r["p50_ms"] for r in rows if r["backend"] == "torch" and r["status"] == "ok"}
+    for r in rows:
+        if r["status"] == "ok" and torch_p50.get(r["batch_size"]):
+            r["speedup_vs_torch"] = torch_p50[r["batch_size"]] / r["p50_ms"]
+    return rows
+
+
+def _accuracy(emb: dict, ref: dict, ref_knn: float | None) -> dict:
+    acc: dict[str, Any] = {"knn_top1": None, "knn_delta": None, "min_cosine": None, "mean_cosine": None,
+                           "neighbour_overlap@10": None}
+    if "error" in emb:
+        acc["accuracy_error"] = emb["error"]
+        return acc
+    q = emb.get("queries")
+    if q is None:
+        return acc
+    if "bank" in emb and emb["bank"].labels is not None and q.labels is not None:
+        acc["knn_top1"] = knn_protocols(emb["bank"], q)["knn_top1"]
+        if ref_knn is not None:
+            acc["knn_delta"] = acc["knn_top1"] - ref_knn
+    rq = ref.get("queries")
+    if rq is not None and rq.features.shape == q.features.shape:
+        a = rq.features / np.linalg.norm(rq.features, axis=1, keepdims=True)
+        b = q.features / np.maximum(np.linalg.norm(q.features, axis=1, keepdims=True), 1e-30)
+        cos = (a * b).sum(1)
+        acc["min_cosine"], acc["mean_cosine"] = float(cos.min()), float(cos.mean())
+        if "bank" in emb and "bank" in ref:
+            acc["neighbour_overlap@10"] = _bank_overlap(ref["bank"].features, rq.features, emb["bank"].features, q.features)
+        else:
+            acc["neighbour_overlap@10"] = neighbour_overlap(rq.features, q.features)
+    return acc
+
+
+def _bank_overlap(ref_bank, ref_q, bank, q, k: int = 10) -> float:
+    """Mean fraction of each query's top-k bank neighbours that the backend shares with PyTorch."""
+    from distill.evaluate import l2_normalize, search
+
+    _, a = search(l2_normalize(ref_bank), l2_normalize(ref_q), k)
+    _, b = search(l2_normalize(bank), l2_normalize(q), k)
+    return float(np.mean([len(np.intersect1d(a[i], b[i])) / k for i in range(len(a))]))
+
+
+__all__ = ["BenchConfig", "run_bench", "expand_targets", "SUFFIXES"]

@@ -1,0 +1,93 @@
+"""One backend, measured in a fresh process (so that its peak memory and its runtime's threads are its own).
+
+``python -m bench.worker JOB.json`` reads a job, writes a JSON result as the last line of stdout:
+
+* ``timing``: inference latency per batch size on a ready, preprocessed batch, and end-to-end latency (decode,
+  preprocess, infer) on real image files, plus the process's peak resident memory;
+* ``embed``: embeddings of the parity images and of the kNN bank and queries, saved as .npy files.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from bench.timing import measure
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _sync(device: str):
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.synchronize
+    return None
+
+
+def timing(job: dict) -> dict:
+    from export.backends import load_backend
+
+    backend = load_backend(job["artifact"], device=job["device"], threads=job["threads"])
+    static = (backend.meta.get("batch") or {}).get("dynamic") is False
+    static_size = (backend.meta.get("batch") or {}).get("min")
+    s = backend.preprocess.input_size
+    rng = np.random.default_rng(0)
+    results = {}
+    images = job.get("images") or []
+    for bs in job["batch_sizes"]:
+        if static and bs != static_size:
+            results[str(bs)] = {"error": f"artifact has a static batch of {static_size}"}
+            continue
+        x = rng.standard_normal((bs, 3, s, s)).astype(np.float32)
+        infer = measure(lambda: backend(x), job["warmup_s"], job["min_time_s"], job["min_runs"], _sync(job["device"]))
+        entry = {"infer": infer.to_dict()}
+        if len(images) >= bs:
+            files = images[:bs]
+            e2e = measure(lambda: backend.embed_images(files, batch_size=bs), min(job["warmup_s"], 0.5),
+                          job["min_time_s"] / 2, max(3, job["min_runs"] // 4), _sync(job["device"]))
+            entry["end_to_end"] = e2e.to_dict()
+        results[str(bs)] = entry
+    return {"batches": results, "peak_rss_mb": _peak_rss_mb(), "size_bytes": backend.size_bytes(),
+            "precision": backend.precision, "runtime": backend.runtime, "img_size": s}
+
+
+def embed(job: dict) -> dict:
+    from distill.data import scan_folder
+    from distill.evaluate import embed_folder
+    from export.backends import load_backend
+
+    backend = load_backend(job["artifact"], device=job["device"], threads=job["threads"])
+    out = Path(job["out"])
+    saved = {}
+    for key in ("bank", "queries"):
+        spec = job.get(key)
+        if not spec:
+            continue
+        folder = scan_folder(spec["dir"], spec["limit"])
+        emb = embed_folder(backend, folder, batch_size=32, workers=job.get("workers", 0), desc=f"embed {key}")
+        np.save(out / f"{key}.npy", emb.features)
+        np.save(out / f"{key}_labels.npy", emb.labels if emb.labels is not None else np.zeros(0))
+        saved[key] = len(emb.features)
+    return {"saved": saved}
+
+
+def main(argv: list[str] | None = None) -> int:
+    job = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
+    try:
+        result = {"ok": True, **(timing(job) if job["task"] == "timing" else embed(job))}
+    except Exception as exc:  # reported as this backend's error; the benchmark goes on
+        result = {"ok": False, "error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
+                  "traceback": traceback.format_exc(limit=3)}
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""What every runtime backend offers: load in the constructor, embed in ``__call__``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+from distill.checkpoint import sha256_file
+from distill.data import UNREADABLE, load_rgb, resize_center_crop
+from distill.errors import DataError, ModelError
+from distill.preprocess import Preprocess
+
+
+class Backend:
+    """A loaded artifact. ``backend(x)`` takes a float32 NCHW batch, already preprocessed (numpy or torch),
+    and returns (B, D) float32 embeddings as numpy; :meth:`embed_images` applies the artifact's own
+    preprocessing to image files first."""
+
+    runtime = "?"
+
+    def __init__(self, path: str | Path, meta: dict[str, Any] | None):
+        self.path = Path(path)
+        if meta is None or "input_size" not in meta and "preprocess" not in meta:
+            raise ModelError(f"'{self.path}' carries no preprocessing metadata (no edgedistill metadata or sidecar "
+                             f"JSON); export it with 'edgedistill export' or write a sidecar with input_size/mean/std")
+        self.meta = meta
+        self.preprocess = Preprocess.from_dict(meta.get("preprocess", meta))
+        self.precision = meta.get("precision", "fp32")
+        self.embedding_dim = int(meta.get("embedding_dim", 0))
+        self.name = f"{self.runtime}-{self.precision}"
+
+    def __call__(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        raise NotImplementedError
+
+    # The distill embedder interface, so that distill.evaluate can measure any backend.
+    kind = "artifact"
+
+    @staticmethod
+    def as_numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
+        if isinstance(x, torch.Tensor):
+            x = x.detach().to("cpu", torch.float32).numpy()
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def load_images(self, paths: Iterable[str | Path]) -> np.ndarray:
+        """Decode and preprocess image files into a float32 NCHW batch; an unreadable file is a DataError."""
+        pre, arrays = self.preprocess, []
+        for p in paths:
+            try:
+                img = resize_center_crop(load_rgb(p), pre.input_size, pre.crop_pct)
+            except UNREADABLE as exc:
+                raise DataError(f"cannot read image '{p}' ({type(exc).__name__}); pass a JPEG, PNG, WebP or BMP file") from None
+            arrays.append(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
+        return pre.numpy_from_uint8(np.stack(arrays))
+
+    def embed_images(self, paths: list[str | Path], batch_size: int = 32) -> np.ndarray:
+        out = [self(self.load_images(paths[i:i + batch_size])) for i in range(0, len(paths), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, self.embedding_dim), np.float32)
+
+    def files(self) -> list[Path]:
+        """Every file the artifact consists of (for its size and fingerprint)."""
+        return [self.path]
+
+    def size_bytes(self) -> int:
+        return sum(f.stat().st_size for f in self.files())
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the artifact's files: an index built with one model refuses another."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for f in self.files():
+            h.update(sha256_file(f).encode())
+        return h.hexdigest()

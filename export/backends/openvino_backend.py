@@ -1,0 +1,42 @@
+"""OpenVINO: an IR (.xml + .bin) compiled for CPU (or GPU)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from distill._deps import require
+from export.backends.base import Backend
+from export.errors import ExportError
+from export.metadata import read_metadata
+
+
+class OpenVINOBackend(Backend):
+    runtime = "openvino"
+
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None):
+        ov = require("openvino", "openvino", "OpenVINO artifacts")
+        super().__init__(path, read_metadata(path))
+        core = ov.Core()
+        config: dict[str, str] = {
+            # f32 compute for fp32 and fp16-compressed IRs: hosts with bf16/AMX would otherwise switch silently.
+            "INFERENCE_PRECISION_HINT": "f32",
+            "PERFORMANCE_HINT": "LATENCY",
+        }
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = str(threads)
+        ov_device = "GPU" if device.startswith("cuda") or device.upper() == "GPU" else "CPU"
+        try:
+            self.compiled = core.compile_model(core.read_model(str(self.path)), ov_device, config)
+        except Exception as exc:
+            raise ExportError(f"OpenVINO cannot compile '{self.path}' for {ov_device}: {str(exc).splitlines()[0]}") from None
+        self.request = self.compiled.create_infer_request()
+        if not self.embedding_dim:
+            self.embedding_dim = int(self.compiled.outputs[0].get_partial_shape()[-1].get_length())
+
+    def __call__(self, x) -> np.ndarray:
+        out = self.request.infer({0: self.as_numpy(x)})
+        return np.asarray(out[self.compiled.outputs[0]], dtype=np.float32).copy()
+
+    def files(self) -> list[Path]:
+        return [self.path, self.path.with_suffix(".bin")]

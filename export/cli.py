@@ -1,0 +1,112 @@
+"""Export a student to ONNX, OpenVINO IR or TensorRT at fp32 / fp16 / int8, each checked against PyTorch on
+real images before it counts as good.
+
+Examples:
+  edgedistill export --model runs/seed --format onnx --precision int8 --calib cifar10/train
+  edgedistill export --model runs/seed --format all          (every format and precision this machine can build)
+  edgedistill export --model student:efficientnet_b0 --img-size 224 --format openvino --parity-data imgs/
+"""
+from __future__ import annotations
+
+import argparse
+
+from distill.cli import add_json_flag
+from distill.commands.common import positive_int
+
+HELP = "export a student to ONNX / OpenVINO / TensorRT with a parity gate"
+
+
+def _triple(text: str) -> tuple[int, int, int]:
+    try:
+        lo, opt, hi = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN,OPT,MAX (three whole numbers), got '{text}'") from None
+    if not 1 <= lo <= opt <= hi:
+        raise argparse.ArgumentTypeError(f"need 1 <= MIN <= OPT <= MAX, got {text}")
+    return lo, opt, hi
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, metavar="RUN_DIR|student.pt|student:NAME")
+    p.add_argument("--format", default="onnx", choices=["onnx", "openvino", "tensorrt", "all"])
+    p.add_argument("--precision", type=_names, metavar="fp32|fp16|int8[,...]",
+                   help="default fp32 (with --format all: every precision)")
+    p.add_argument("--calib", metavar="DIR", help="calibration images for int8 (default: the run's training images)")
+    p.add_argument("--calib-size", type=positive_int, default=300, metavar="N")
+    p.add_argument("--parity-data", metavar="DIR", help="images for the parity check (default: --calib, else the run's)")
+    p.add_argument("--parity-size", type=positive_int, default=200, metavar="N")
+    batch = p.add_mutually_exclusive_group()
+    batch.add_argument("--batch", type=positive_int, metavar="N", help="a static batch size (default: dynamic)")
+    batch.add_argument("--dynamic-batch", type=_triple, default=(1, 8, 64), metavar="MIN,OPT,MAX",
+                       help="dynamic batch range (the TensorRT optimisation profile; default 1,8,64)")
+    p.add_argument("--img-size", type=positive_int, metavar="N", help="export at another input size")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (17 or newer)")
+    p.add_argument("--workspace", type=float, default=4.0, metavar="GB", help="TensorRT builder workspace")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: RUN_DIR/export)")
+    p.add_argument("--allow-parity-failure", action="store_true",
+                   help="keep artifacts that fail the parity gate under their normal names")
+    p.add_argument("--per-channel", action="store_true", help="onnxruntime int8: per-channel weights")
+    p.add_argument("--exclude-nodes", type=_names, default=(), metavar="A,B",
+                   help="onnxruntime int8: ONNX node names to keep in float")
+    p.add_argument("--max-knn-drop", type=float, metavar="F",
+                   help="OpenVINO int8: accuracy-controlled quantisation with this max kNN top-1 drop (labelled data)")
+    p.add_argument("--no-simplify", action="store_true", help="skip onnxslim simplification")
+    p.add_argument("--device", default="cpu", help="where onnxruntime/OpenVINO artifacts run for the parity check")
+    p.add_argument("--workers", type=int, default=2)
+    add_json_flag(p)
+
+
+def run(args: argparse.Namespace) -> dict:
+    from export.errors import ExportError, ParityError
+    from export.exporter import ExportConfig, export_model
+    from export.formats import FORMATS
+
+    formats = tuple(FORMATS) if args.format == "all" else (args.format,)
+    cfg = ExportConfig(model=args.model, formats=formats, precisions=args.precision, calib=args.calib,
+                       calib_size=args.calib_size, parity_data=args.parity_data, parity_size=args.parity_size,
+                       batch=args.batch, dynamic_batch=args.dynamic_batch, img_size=args.img_size, opset=args.opset,
+                       workspace_gb=args.workspace, out=args.out, allow_parity_failure=args.allow_parity_failure,
+                       per_channel=args.per_channel, exclude_nodes=args.exclude_nodes, simplify=not args.no_simplify,
+                       device=args.device, max_knn_drop=args.max_knn_drop, workers=args.workers)
+    report = export_model(cfg)
+    arts = report["artifacts"]
+    # --format all asks for "whatever this machine can build": formats it cannot build do not fail the command.
+    counted = [a for a in arts if a["available"] or args.format != "all"]
+    failed_export = [a for a in counted if a["status"] == "export_failed"]
+    failed_parity = [a for a in counted if a["status"] == "parity_failed"]
+    if failed_parity and not args.allow_parity_failure:
+        names = ", ".join(f"{a['format']} {a['precision']}" for a in failed_parity)
+        err = ParityError(f"parity check failed for {names} ({failed_parity[0]['error']}); the artifacts were kept "
+                          "as *.failed for inspection; see --allow-parity-failure")
+        err.result = report
+        raise err
+    if failed_export:
+        names = ", ".join(f"{a['format']} {a['precision']}" for a in failed_export)
+        err = ExportError(f"could not export {names}: {failed_export[0]['error']}")
+        err.result = report
+        raise err
+    return report
+
+
+MARK = {"ok": "✅ ok", "parity_failed": "❎ parity failed", "export_failed": "❌ export failed"}
+
+
+def format_result(report: dict) -> str:
+    rows = [("format", "precision", "status", "size MB", "min cos", "overlap@10", "path / reason")]
+    for a in report["artifacts"]:
+        par = a["parity"] or {}
+        rows.append((a["format"], a["precision"], MARK[a["status"]],
+                     f"{a['size_bytes'] / 1e6:.1f}" if a["size_bytes"] else "-",
+                     f"{par['min_cosine']:.6f}" if par else "-",
+                     f"{par['neighbour_overlap@10']:.3f}" if par else "-",
+                     a["path"] if a["status"] == "ok" else (a["error"] or a["path"])))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r[:-1], widths)) + "  " + str(r[-1]) for r in rows]
+    pi = report["parity_images"]
+    lines.append(f"parity on {pi['count']} {pi['kind']} images"
+                 + (f" from {pi['folder']}" if pi["folder"] else "") + f"; report: {report['out']}/export.json")
+    return "\n".join(lines)

@@ -1,0 +1,16 @@
+"""Errors of the export package (all user-facing, see :mod:`distill.errors`)."""
+from distill.errors import EdgeDistillError
+
+
+class ExportError(EdgeDistillError):
+    """A format could not be built (converter failure, missing runtime, unsupported option)."""
+
+
+class ParityError(EdgeDistillError):
+    """An artifact was built but its outputs differ from PyTorch's beyond the tolerance."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, results: list | None = None):
+        super().__init__(message)
+        self.results = results or []

@@ -1,0 +1,269 @@
+"""Export a student to every requested format and precision, and gate each artifact on parity with PyTorch.
+
+One failing format never stops the others: each artifact gets a status, ``ok``, ``parity_failed`` (built,
+outputs differ beyond the tolerance: renamed ``*.failed`` unless allowed) or ``export_failed`` (with the
+one-line reason).
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from distill.checkpoint import atomic_write_json
+from distill.errors import EdgeDistillError
+from distill.evaluate import l2_normalize, search, topk_accuracy, weighted_knn
+from export.backends import load_backend
+from export.errors import ExportError
+from export.formats import FORMATS, PRECISIONS, get_format
+from export.images import load_images, random_images
+from export.metadata import now, versions, write_metadata
+from export.onnx_export import BatchSpec, simplify, to_fp16, to_int8, torch_to_onnx
+from export.parity import compare
+from export.sources import Source, load_source
+
+
+@dataclass
+class ExportConfig:
+    model: str
+    formats: tuple[str, ...] = ("onnx",)
+    precisions: tuple[str, ...] | None = None  # default: fp32, or every precision with --format all
+    calib: str | None = None  # default: the run's training images
+    calib_size: int = 300
+    parity_data: str | None = None  # default: --calib, else the run's val or training images
+    parity_size: int = 200
+    batch: int | None = None  # a static batch; default: a dynamic batch axis
+    dynamic_batch: tuple[int, int, int] = (1, 8, 64)  # TensorRT profile (min, opt, max)
+    img_size: int | None = None
+    opset: int = 17
+    workspace_gb: float = 4.0
+    out: str | None = None
+    allow_parity_failure: bool = False
+    per_channel: bool = False  # onnxruntime int8: per-tensor by default (onnxruntime issue 11415)
+    exclude_nodes: tuple[str, ...] = ()  # onnxruntime int8: nodes kept in float
+    simplify: bool = True
+    device: str = "cpu"  # where onnxruntime/OpenVINO artifacts run for the parity check
+    max_knn_drop: float | None = None  # OpenVINO int8: accuracy-controlled quantisation (needs labels)
+    workers: int = 2
+
+    def batch_spec(self) -> BatchSpec:
+        if self.batch:
+            return BatchSpec(static=self.batch)
+        lo, opt, hi = self.dynamic_batch
+        return BatchSpec(min=lo, opt=opt, max=hi)
+
+
+@dataclass
+class ArtifactResult:
+    format: str
+    precision: str
+    path: str | None
+    status: str  # ok | parity_failed | export_failed
+    parity: dict | None = None
+    error: str | None = None
+    available: bool = True  # False: this machine cannot build the format at all
+    seconds: float = 0.0
+    size_bytes: int = 0
+    files: list[str] = field(default_factory=list)
+
+    def public(self) -> dict[str, Any]:
+        return {"format": self.format, "precision": self.precision, "path": self.path, "status": self.status,
+                "parity": self.parity, "error": self.error, "available": self.available,
+                "size_bytes": self.size_bytes, "seconds": round(self.seconds, 2)}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def run_batched(fn, x: np.ndarray, batch: BatchSpec, chunk: int = 32) -> np.ndarray:
+    """Run ``fn`` over ``x`` in chunks; a static batch is padded to its size and the padding dropped."""
+    size = batch.static or min(chunk, batch.profile()[2])
+    outs = []
+    for i in range(0, len(x), size):
+        part = x[i:i + size]
+        n = len(part)
+        if batch.static and n < size:
+            part = np.concatenate([part, np.repeat(part[-1:], size - n, axis=0)])
+        outs.append(np.asarray(fn(part))[:n])
+    return np.concatenate(outs)
+
+
+def loo_knn_metric(labels: np.ndarray, k: int = 20, t: float = 0.07):
+    """An NNCF validation function: leave-one-out weighted-kNN top-1 of a compiled model on labelled images."""
+
+    def metric(compiled_model, dataset) -> float:
+        feats = l2_normalize(np.concatenate([np.asarray(compiled_model(x)[0]) for x in dataset.get_inference_data()]))
+        sims, nbrs = search(feats, feats, min(k + 1, len(feats)))
+        sims, nbrs = sims[:, 1:], nbrs[:, 1:]  # drop each image itself
+        scores = weighted_knn(sims, labels[nbrs], int(labels.max()) + 1, t)
+        return topk_accuracy(scores, labels, 1)
+
+    return metric
+
+
+class Exporter:
+    def __init__(self, cfg: ExportConfig):
+        self.cfg = cfg
+        for name in cfg.formats:
+            get_format(name)
+        for p in cfg.precisions or ():
+            if p not in PRECISIONS:
+                raise ExportError(f"unknown precision '{p}'; valid precisions: {', '.join(PRECISIONS)}")
+        self.source: Source = load_source(cfg.model, cfg.img_size)
+        self.pre = self.source.preprocess
+        self.batch = cfg.batch_spec()
+        self.out = Path(cfg.out) if cfg.out else self.source.default_out()
+        self.stem = self.source.name.replace(":", "_").replace("/", "_")
+        run_cfg = self.source.meta.get("config") or {}
+        self.calib_dir = cfg.calib or run_cfg.get("data")
+        self.parity_dir = cfg.parity_data or cfg.calib or run_cfg.get("val") or run_cfg.get("data")
+
+    # -- inputs -----------------------------------------------------------------------------------------------
+    def _parity_inputs(self) -> tuple[np.ndarray, str, np.ndarray | None]:
+        if self.parity_dir and Path(self.parity_dir).is_dir():
+            x, labels = load_images(self.parity_dir, self.pre, self.cfg.parity_size, self.cfg.workers)
+            return x, "real", labels
+        return random_images(self.pre, min(self.cfg.parity_size, 64)), "random", None
+
+    def _calibration(self) -> np.ndarray:
+        if not self.calib_dir or not Path(self.calib_dir).is_dir():
+            raise ExportError("int8 needs real calibration images: pass --calib DIR (a few hundred images)")
+        return load_images(self.calib_dir, self.pre, self.cfg.calib_size, self.cfg.workers)[0]
+
+    # -- one artifact -----------------------------------------------------------------------------------------
+    def _build(self, fmt: str, precision: str, base_onnx: Path, work: Path) -> tuple[Path, dict]:
+        cfg, out = self.cfg, self.out
+        target = out / f"{self.stem}-{fmt}-{precision}{FORMATS[fmt].suffix}"
+        options: dict[str, Any] = {}
+        if fmt == "onnx":
+            if precision == "fp32":
+                shutil.copyfile(base_onnx, target)
+            elif precision == "fp16":
+                to_fp16(base_onnx, target)
+            else:
+                to_int8(base_onnx, target, self._calibration(), per_channel=cfg.per_channel,
+                        exclude_nodes=cfg.exclude_nodes, batch=self.batch)
+                options = {"per_channel": cfg.per_channel, "exclude_nodes": list(cfg.exclude_nodes),
+                           "calibration_images": cfg.calib_size, "activations": "uint8", "weights": "int8"}
+            options["opset"] = cfg.opset
+        elif fmt == "openvino":
+            from export.openvino_export import export_openvino_ir
+
+            calib, accuracy = None, None
+            if precision == "int8":
+                calib = self._calibration()
+                if cfg.max_knn_drop is not None and self._labels is not None:
+                    accuracy = (self._parity_x, loo_knn_metric(self._labels))
+                options = {"subset_size": cfg.calib_size, "max_knn_drop": cfg.max_knn_drop}
+            export_openvino_ir(base_onnx, target, precision, calib, cfg.calib_size, accuracy, cfg.max_knn_drop)
+        elif fmt == "tensorrt":
+            from export.tensorrt_export import build_engine, check_available, plan_engine
+
+            check_available()
+            onnx_in = base_onnx
+            if precision == "int8":
+                onnx_in = to_int8(base_onnx, work / "qdq-symmetric.onnx", self._calibration(),
+                                  symmetric_activations=True, batch=self.batch)
+            plan = plan_engine(onnx_in, target, precision, self.pre.input_size, self.batch, cfg.workspace_gb)
+            build_engine(plan)
+            options = {"plan": plan.to_dict()}
+        return target, options
+
+    def _check(self, fmt: str, precision: str, path: Path):
+        device = "cuda" if fmt == "tensorrt" else self.cfg.device
+        backend = load_backend(path, device=device)
+        candidate = run_batched(backend, self._parity_x, self.batch)
+        return compare(self._reference, candidate, precision, self._parity_kind), backend
+
+    def _export_one(self, fmt: str, precision: str, base_onnx: Path, work: Path) -> ArtifactResult:
+        format_ = FORMATS[fmt]
+        missing = format_.missing()
+        if missing:
+            return ArtifactResult(fmt, precision, None, "export_failed", error=missing, available=False)
+        t0 = time.perf_counter()
+        try:
+            path, options = self._build(fmt, precision, base_onnx, work)
+            meta = self._metadata(fmt, precision, options)
+            write_metadata(path, meta)  # the backend reads the preprocessing from it
+            parity, backend = self._check(fmt, precision, path)
+        except EdgeDistillError as exc:
+            return ArtifactResult(fmt, precision, None, "export_failed", error=_first_line(exc),
+                                  seconds=time.perf_counter() - t0)
+        except Exception as exc:  # a converter's own failure: reported for this artifact, the others go on
+            return ArtifactResult(fmt, precision, None, "export_failed", error=f"{type(exc).__name__}: {_first_line(exc)}",
+                                  seconds=time.perf_counter() - t0)
+        status = "ok" if parity.passed else "parity_failed"
+        meta_file = write_metadata(path, {**meta, "status": status, "parity": parity.to_dict()})
+        files = sorted({*map(str, backend.files()), str(meta_file)})
+        size = backend.size_bytes()
+        del backend  # release the runtime's hold on the files before any rename
+        if status == "parity_failed" and not self.cfg.allow_parity_failure:
+            files = [self._mark_failed(Path(f)) for f in files]
+            path = Path(f"{path}.failed")
+        return ArtifactResult(fmt, precision, str(path), status, parity.to_dict(), parity.reason,
+                              seconds=time.perf_counter() - t0, size_bytes=size, files=files)
+
+    def _metadata(self, fmt: str, precision: str, options: dict) -> dict[str, Any]:
+        return {
+            "format": fmt, "precision": precision, "status": "unchecked", "preprocess": self.pre.to_dict(),
+            "embedding_dim": int(self._reference.shape[1]), "batch": self.batch.to_dict(),
+            "input_name": "input", "output_name": "embedding",
+            "source": {"student": self.source.name, "checkpoint": str(self.source.path) if self.source.path else None,
+                       "sha256": self.source.sha256, "img_size": self.pre.input_size},
+            "options": options, "parity": None, "versions": versions(), "created": now(),
+        }
+
+    @staticmethod
+    def _mark_failed(path: Path) -> str:
+        failed = Path(f"{path}.failed")
+        path.replace(failed)
+        return str(failed)
+
+    # -- all --------------------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._parity_x, self._parity_kind, self._labels = self._parity_inputs()
+        with torch.no_grad():
+            self._reference = run_batched(lambda a: self.source.model(torch.from_numpy(a)).numpy(),
+                                          self._parity_x, self.batch)
+        precisions = cfg.precisions or (PRECISIONS if len(cfg.formats) > 1 else ("fp32",))
+        results: list[ArtifactResult] = []
+        with tempfile.TemporaryDirectory(prefix="edgedistill-export-") as tmp:
+            work = Path(tmp)
+            base = work / "base.onnx"
+            try:
+                torch_to_onnx(self.source.model, self.pre.input_size, base, self.batch, cfg.opset)
+                simplified = cfg.simplify and simplify(base, self.pre.input_size, self.batch)
+            except EdgeDistillError as exc:
+                raise ExportError(f"the base ONNX export failed, so no format can be built: {exc}") from None
+            for fmt in cfg.formats:
+                for precision in precisions:
+                    if precision in FORMATS[fmt].precisions:
+                        results.append(self._export_one(fmt, precision, base, work))
+        report = {
+            "artifacts": [r.public() for r in results],
+            "out": str(self.out), "source": {"model": cfg.model, "student": self.source.name,
+                                             "sha256": self.source.sha256},
+            "parity_images": {"kind": self._parity_kind, "count": int(len(self._parity_x)),
+                              "folder": self.parity_dir if self._parity_kind == "real" else None},
+            "simplified": bool(simplified), "config": asdict(cfg), "versions": versions(), "created": now(),
+        }
+        atomic_write_json(self.out / "export.json", report)
+        return report
+
+
+def export_model(cfg: ExportConfig) -> dict[str, Any]:
+    """Export and gate; returns the report (also written to ``<out>/export.json``)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        return Exporter(cfg).run()

@@ -1,0 +1,34 @@
+"""Real images for calibration and parity checks, preprocessed for the model being exported."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from distill.data import scan_folder
+from distill.datasets import MemoryImages
+from distill.errors import DataError
+from distill.preprocess import Preprocess
+
+
+def load_images(folder: str | Path, preprocess: Preprocess, limit: int, workers: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """Up to ``limit`` readable images of ``folder`` (class-balanced), as a float32 (N, 3, S, S) array, with
+    their labels (or ``None`` for a flat folder)."""
+    scanned = scan_folder(folder, limit)
+    mem = MemoryImages(scanned, preprocess.input_size, preprocess.crop_pct, workers=workers, desc="load images")
+    keep = mem.valid.numpy()
+    if not keep.any():
+        raise DataError(f"none of the images in '{folder}' could be read")
+    x = preprocess.numpy_from_uint8(mem.images.numpy()[keep])
+    labels = None if scanned.labels is None else scanned.labels[keep]
+    return x, labels
+
+
+def random_images(preprocess: Preprocess, n: int, seed: int = 0) -> np.ndarray:
+    """Uniform-noise images, normalised: a last resort that says little about real inputs (loudly warned)."""
+    warnings.warn("no --parity-data or --calib folder: checking parity on RANDOM NOISE images, which says little "
+                  "about real inputs; pass --parity-data DIR", stacklevel=2)
+    rng = np.random.default_rng(seed)
+    u8 = rng.integers(0, 256, (n, 3, preprocess.input_size, preprocess.input_size), dtype=np.uint8)
+    return preprocess.numpy_from_uint8(u8)

@@ -1,0 +1,67 @@
+"""Artifact metadata: preprocessing, embedding size, precision, batch profile, provenance and parity.
+
+ONNX files carry it in their ``metadata_props`` (key ``edgedistill``), so a single .onnx file is
+self-describing; other formats get a sidecar JSON named like the artifact up to its first dot
+(``student-openvino-fp16.xml`` -> ``student-openvino-fp16.json``), the same rule as the test bed's teachers.
+"""
+from __future__ import annotations
+
+import json
+import platform
+from datetime import datetime, timezone
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+from distill.checkpoint import atomic_write_json
+from distill.preprocess import read_sidecar, sidecar_path
+
+METADATA_KEY = "edgedistill"
+VERSIONED = ("edgedistill", "torch", "onnx", "onnxruntime", "openvino", "nncf", "tensorrt", "onnxslim")
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for dist in VERSIONED:
+        try:
+            found[dist] = importlib_metadata.version(dist)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_metadata(artifact: Path, meta: dict[str, Any]) -> Path:
+    """Store ``meta`` with the artifact (inside an ONNX file, else as its sidecar); return where it went."""
+    if artifact.suffix == ".onnx":
+        import onnx
+
+        from export.onnx_export import save_onnx
+
+        model = onnx.load(str(artifact))
+        props = {p.key: p.value for p in model.metadata_props}
+        props[METADATA_KEY] = json.dumps(meta)
+        del model.metadata_props[:]
+        for k, v in props.items():
+            model.metadata_props.add(key=k, value=v)
+        save_onnx(model, artifact)
+        return artifact
+    path = sidecar_path(artifact)
+    atomic_write_json(path, meta)
+    return path
+
+
+def read_metadata(artifact: str | Path) -> dict[str, Any] | None:
+    """The artifact's metadata: edgedistill's own, else a plain sidecar (input_size/mean/std), else ``None``."""
+    artifact = Path(artifact)
+    if artifact.suffix == ".onnx":
+        import onnx
+
+        model = onnx.load(str(artifact), load_external_data=False)
+        for prop in model.metadata_props:
+            if prop.key == METADATA_KEY:
+                return json.loads(prop.value)
+    return read_sidecar(artifact)

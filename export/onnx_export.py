@@ -1,0 +1,209 @@
+"""ONNX: the base export every other format is built from, plus fp16 and int8 variants.
+
+* fp32: ``torch.onnx.export`` (TorchScript-based exporter: 0.4-2.4 s per student and honours the opset asked
+  for, where the dynamo exporter takes 5-10 s and silently moves timm nets to opset 18), dynamic batch axis by
+  default, ``onnx.checker`` full check, then onnxslim where the simplified graph keeps the outputs.
+* fp16: weights and activations in float16 with float32 input and output (callers need not change).
+* int8: static QDQ quantisation with onnxruntime on calibration images; per-tensor weights by default
+  (per-channel collapses MobileNetV3's accuracy: onnxruntime issue 11415); nodes can be excluded.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from distill.checkpoint import atomic_write_bytes
+from export.errors import ExportError
+
+INPUT_NAME, OUTPUT_NAME = "input", "embedding"
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """A static batch (``static`` set) or a dynamic batch axis with a (min, opt, max) profile for TensorRT."""
+
+    static: int | None = None
+    min: int = 1
+    opt: int = 8
+    max: int = 64
+
+    @property
+    def dynamic(self) -> bool:
+        return self.static is None
+
+    def profile(self) -> tuple[int, int, int]:
+        return (self.static,) * 3 if self.static else (self.min, self.opt, self.max)
+
+    def to_dict(self) -> dict:
+        return {"dynamic": self.dynamic, "min": self.profile()[0], "opt": self.profile()[1], "max": self.profile()[2]}
+
+
+def save_onnx(model, path: Path) -> None:
+    """Serialise an ONNX ModelProto atomically (single file; students are far below the 2 GB protobuf limit)."""
+    atomic_write_bytes(path, model.SerializeToString())
+
+
+def check_onnx(path: Path) -> None:
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as exc:
+        raise ExportError(f"onnx.checker rejected '{path.name}': {str(exc).splitlines()[0]}") from None
+
+
+def torch_to_onnx(model: torch.nn.Module, img_size: int, path: Path, batch: BatchSpec, opset: int = 17) -> Path:
+    """Export ``model`` ((B, 3, S, S) -> (B, D)) to ONNX with input ``input`` and output ``embedding``."""
+    if opset < 17:
+        raise ExportError(f"--opset {opset} is too old: use 17 or newer")
+    model = model.eval().cpu()
+    example = torch.randn(batch.static or 2, 3, img_size, img_size)
+    axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if batch.dynamic else None
+    tmp = path.with_name(f".{path.name}.export")
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice, tracer warnings
+            torch.onnx.export(model, (example,), str(tmp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                              dynamic_axes=axes, opset_version=opset, do_constant_folding=True, dynamo=False)
+        tmp.replace(path)
+    except ExportError:
+        raise
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        raise ExportError(f"torch.onnx.export failed: {str(exc).splitlines()[0]}") from None
+    check_onnx(path)
+    return path
+
+
+def _session(path_or_bytes):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    src = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
+    return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
+
+
+def simplify(path: Path, img_size: int, batch: BatchSpec) -> bool:
+    """Replace the ONNX file with onnxslim's simplification when that keeps the outputs (cosine >= 1 - 1e-6).
+
+    Returns whether the simplified graph was kept. onnxslim is optional: without it the graph stays as is.
+    """
+    try:
+        import onnxslim
+    except ImportError:
+        return False
+    import onnx
+
+    original = onnx.load(str(path))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            slim = onnxslim.slim(onnx.load(str(path)))
+    except Exception:
+        return False
+    x = np.random.default_rng(0).standard_normal((batch.static or 2, 3, img_size, img_size)).astype(np.float32)
+    a = _session(original.SerializeToString()).run(None, {INPUT_NAME: x})[0]
+    b = _session(slim.SerializeToString()).run(None, {INPUT_NAME: x})[0]
+    cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
+    if a.shape != b.shape or cos.min() < 1 - 1e-6:
+        return False
+    save_onnx(slim, path)
+    check_onnx(path)
+    return True
+
+
+def to_fp16(src: Path, dst: Path) -> Path:
+    """float16 weights and activations, float32 input/output (``keep_io_types``)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    except Exception as exc:
+        raise ExportError(f"fp16 conversion failed: {str(exc).splitlines()[0]}") from None
+    topological_sort(model.graph)
+    save_onnx(model, dst)
+    check_onnx(dst)
+    return dst
+
+
+def topological_sort(graph) -> None:
+    """Reorder ``graph.node`` so that every node comes after the producers of its inputs (Kahn's algorithm).
+
+    The fp16 converter appends the cast nodes for ``keep_io_types`` at the end of the list, which
+    ``onnx.checker`` rejects.
+    """
+    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered = []
+    while pending:
+        ready = [n for n in pending if all(i in available for i in n.input)]
+        if not ready:
+            raise ExportError("the ONNX graph has a cycle or an undefined input; cannot order its nodes")
+        for n in ready:
+            ordered.append(n)
+            available.update(n.output)
+        pending = [n for n in pending if all(n is not r for r in ready)]
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
+class ArrayReader:
+    """onnxruntime's CalibrationDataReader protocol over an (N, 3, S, S) float32 array, in batches."""
+
+    def __init__(self, images: np.ndarray, batch_size: int):
+        self.batches = [images[i:i + batch_size] for i in range(0, len(images), batch_size)]
+        self.i = 0
+
+    def get_next(self):
+        if self.i >= len(self.batches):
+            return None
+        self.i += 1
+        return {INPUT_NAME: self.batches[self.i - 1]}
+
+    def rewind(self):
+        self.i = 0
+
+
+def to_int8(src: Path, dst: Path, calib: np.ndarray, *, per_channel: bool = False,
+            exclude_nodes: tuple[str, ...] = (), symmetric_activations: bool = False,
+            batch: BatchSpec = BatchSpec()) -> Path:
+    """Static QDQ quantisation on calibration images.
+
+    Default U8S8 (uint8 activations, int8 weights): the fast mode of onnxruntime on x86 CPUs without VNNI.
+    ``symmetric_activations`` gives S8S8 with zero points at 0, the explicit-quantisation form TensorRT needs.
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prep = dst.with_name(f".{dst.stem}.prep.onnx")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quant_pre_process(str(src), str(prep), skip_symbolic_shape=True)
+            quantize_static(
+                str(prep), str(dst), ArrayReader(calib, batch.static or 16), quant_format=QuantFormat.QDQ,
+                activation_type=QuantType.QInt8 if symmetric_activations else QuantType.QUInt8,
+                weight_type=QuantType.QInt8, per_channel=per_channel, nodes_to_exclude=list(exclude_nodes),
+                calibrate_method=CalibrationMethod.MinMax,
+                extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True})
+    except Exception as exc:
+        raise ExportError(f"int8 quantisation failed: {str(exc).splitlines()[0]}") from None
+    finally:
+        prep.unlink(missing_ok=True)
+    check_onnx(dst)
+    return dst
+
+
+def onnx_node_names(path: Path) -> list[str]:
+    """Node names of a graph: what ``--exclude-nodes`` takes."""
+    import onnx
+
+    return [n.name for n in onnx.load(str(path)).graph.node]

@@ -1,0 +1,50 @@
+"""What ``--model`` names: a run folder, a student.pt, or ``student:NAME`` (an untrained student, seeded,
+for checking the toolchain on architectures before training them)."""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from distill.checkpoint import load_student, sha256_file
+from distill.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from distill.students import Student, create_student
+
+
+@dataclass
+class Source:
+    model: Student
+    preprocess: Preprocess
+    name: str  # the student architecture
+    sha256: str  # of the checkpoint (or of the spec for student:NAME)
+    path: Path | None  # the checkpoint, if any
+    meta: dict[str, Any]
+
+    def default_out(self) -> Path:
+        if self.path is not None:
+            return self.path.parent / "export"
+        return Path("export") / self.name
+
+
+def load_source(spec: str, img_size: int | None = None) -> Source:
+    """Load the student to export; ``img_size`` rebuilds it for another input size (weights unchanged)."""
+    if spec.startswith("student:"):
+        name = spec.split(":", 1)[1]
+        size = img_size or 224
+        warnings.warn(f"exporting an UNTRAINED {name} (random weights, seed 0): for toolchain checks only", stacklevel=2)
+        torch.manual_seed(0)
+        model = create_student(name, img_size=size).eval()
+        pre = Preprocess(input_size=size, mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct=1.0 if size <= 64 else 0.875)
+        import hashlib
+
+        return Source(model, pre, name, hashlib.sha256(spec.encode()).hexdigest(), None, {"untrained": True})
+    loaded = load_student(spec)
+    model, pre = loaded.model, loaded.preprocess
+    if img_size and img_size != pre.input_size:
+        rebuilt = create_student(loaded.meta["student"], img_size=img_size)
+        rebuilt.load_state_dict(model.state_dict())
+        model, pre = rebuilt.eval(), pre.override(input_size=img_size)
+    return Source(model, pre, loaded.meta["student"], sha256_file(loaded.path), loaded.path, loaded.meta)
