@@ -23,7 +23,7 @@ EPOCHS   ?= 2
 export EDGEDISTILL_TESTBED := $(abspath $(TESTBED))
 export EDGEDISTILL_DATA    := $(abspath $(DATADIR))
 
-.PHONY: setup data test demo clean help
+.PHONY: setup data test demo bench clean help
 
 help:
 	@echo "make demo   set up, then distil $(STUDENT) from $(notdir $(TEACHER)) and evaluate it (minutes on 2 cores)"
@@ -64,6 +64,17 @@ demo: setup data
 	  --student $(STUDENT) --method $(METHOD) --limit $(LIMIT) --epochs $(EPOCHS) --out $(OUT)/student
 	@echo
 	@echo "demo outputs: $(OUT)/student (student.pt, metrics.jsonl, summary.json$(if $(wildcard $(VAL)),, eval.json))"
+
+# The standard benchmark: pytest-benchmark micro-benchmarks, then every backend of three students at 32 and
+# 224 px, written to docs/BENCHMARKS.md. A trained student from `make demo` (or TRAINED=run_dir) adds task parity.
+TRAINED  ?= $(OUT)/student
+bench: setup data
+	$(BIN)/python -m pytest tests/benchmarks -q --benchmark-only --benchmark-autosave \
+	  --benchmark-columns=median,iqr,ops,rounds --benchmark-group-by=group
+	$(BIN)/python -m bench.suite --out runs/bench --doc docs/BENCHMARKS.md \
+	  $(if $(wildcard $(VAL)),--train $(DATA) --val $(VAL)) \
+	  $(if $(wildcard $(TRAINED)/student.pt),--trained $(STUDENT)=$(TRAINED))
+	@echo "benchmark outputs: docs/BENCHMARKS.md, runs/bench/*-report (report.json, report.csv, report.md, png)"
 
 clean:
 	rm -rf $(VENV) $(CACHE) runs .pytest_cache

@@ -71,7 +71,10 @@ def expand_targets(targets: list[str]) -> list[Path]:
 
 def _label(path: Path) -> dict[str, str]:
     runtime = runtime_for(path)
-    meta = read_metadata(path) if runtime != "torch" else None
+    try:
+        meta = read_metadata(path) if runtime != "torch" else None
+    except Exception:  # an unreadable artifact: its worker reports why, the others go on
+        meta = {"precision": "?"}
     precision = (meta or {}).get("precision", "fp32")
     return {"backend": runtime, "precision": precision, "artifact": str(path), "name": f"{runtime} {precision}"}
 
@@ -82,7 +85,10 @@ def _reference_checkpoint(paths: list[Path]) -> Path | None:
         if runtime_for(p) == "torch":
             return p
     for p in paths:
-        src = ((read_metadata(p) or {}).get("source") or {}).get("checkpoint")
+        try:
+            src = ((read_metadata(p) or {}).get("source") or {}).get("checkpoint")
+        except Exception:
+            continue
         if src and Path(src).is_file():
             return Path(src).resolve()
     return None

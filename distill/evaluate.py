@@ -39,7 +39,8 @@ def embed_folder(embedder, folder: ImageFolder, batch_size: int = 256, workers: 
     feats, idx = [], []
     for batch in progress(stream.epoch(0), desc=desc, total=stream.batches_per_epoch(), unit="batch"):
         x = pre.from_uint8(batch.images)
-        feats.append(embedder(x).float().cpu().numpy())
+        out = embedder(x)  # a torch embedder returns a tensor, an export backend a numpy array
+        feats.append(out.float().cpu().numpy() if isinstance(out, torch.Tensor) else np.asarray(out, np.float32))
         idx.append(batch.indices.numpy())
     if not feats:
         raise DataError(f"none of the {len(folder)} images in '{folder.root}' could be read")

@@ -1,0 +1,161 @@
+"""The standard benchmark behind ``make bench`` and docs/BENCHMARKS.md.
+
+For each student and input size: a student checkpoint (a trained run where one is given, else the architecture
+with seed-0 random weights, which costs the same to run), its ONNX and OpenVINO exports at fp32 / fp16 / int8,
+and one ``run_bench`` over all of them. Every table lands in one Markdown file with the command that made it.
+
+    python -m bench.suite --out runs/bench --doc docs/BENCHMARKS.md \
+        --trained mobilenetv3_large_100=runs/demo/student --train cifar10/train --val cifar10/test
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bench.report import markdown_table
+from bench.runner import BenchConfig, run_bench
+from distill.checkpoint import atomic_write_text, save_student
+from distill.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from distill.progress import progress
+from distill.students import create_student
+
+STUDENTS = ("mobilenetv3_large_100", "efficientnet_b0", "alexnet")
+SIZES = (32, 224)
+
+
+@dataclass
+class SuiteConfig:
+    out: str = "runs/bench"
+    doc: str | None = "docs/BENCHMARKS.md"
+    students: tuple[str, ...] = STUDENTS
+    sizes: tuple[int, ...] = SIZES
+    batch_sizes: tuple[int, ...] = (1, 8)
+    trained: dict[str, str] | None = None  # student name -> run folder (used at its own input size)
+    train: str | None = None  # labelled bank and queries for task parity (trained students only)
+    val: str | None = None
+    calib: str | None = None  # calibration / parity images (default: val)
+    formats: tuple[str, ...] = ("onnx", "openvino")
+    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
+    warmup_s: float = 1.0
+    min_time_s: float = 2.0
+    rounds: int = 3
+
+
+def _student_run(cfg: SuiteConfig, name: str, size: int, out: Path) -> tuple[Path, bool]:
+    """A run folder holding student.pt: the trained one (copied config) or seed-0 random weights."""
+    trained = (cfg.trained or {}).get(name)
+    if trained:
+        from distill.checkpoint import load_student
+
+        loaded = load_student(trained)
+        if loaded.preprocess.input_size == size:
+            return Path(trained), True
+    run = out / f"{name}-{size}"
+    if not (run / "student.pt").is_file():
+        run.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        model = create_student(name, img_size=size).eval()
+        pre = Preprocess(input_size=size, mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct=1.0 if size <= 64 else 0.875)
+        save_student(run / "student.pt", model, pre, {"untrained": True, "student": name})
+    return run, False
+
+
+def run_suite(cfg: SuiteConfig) -> list[dict]:
+    from export import ExportConfig, export_model
+
+    out = Path(cfg.out)
+    sections = []
+    for name in progress(cfg.students, desc="students", unit="student"):
+        for size in cfg.sizes:
+            run, trained = _student_run(cfg, name, size, out)
+            export_dir = out / f"{name}-{size}-export"
+            images = cfg.calib or cfg.val
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                exported = export_model(ExportConfig(
+                    model=str(run), formats=cfg.formats, precisions=cfg.precisions, calib=images,
+                    calib_size=128, parity_data=images, parity_size=64, img_size=size, out=str(export_dir),
+                    allow_parity_failure=True, workers=0))
+            targets = [str(run / "student.pt")] + [a["path"] for a in exported["artifacts"] if a.get("path")
+                                                  and not a["path"].endswith(".failed")]
+            bench_cfg = BenchConfig(targets=targets, data=images,
+                                    train=cfg.train if trained else None, val=cfg.val if trained else None,
+                                    train_limit=5000, val_limit=1000, batch_sizes=cfg.batch_sizes,
+                                    warmup_s=cfg.warmup_s, min_time_s=cfg.min_time_s, rounds=cfg.rounds,
+                                    out=str(out / f"{name}-{size}-report"), workers=0)
+            report = run_bench(bench_cfg)
+            sections.append({"student": name, "img_size": size, "trained": trained, "report": report,
+                             "export": exported})
+    return sections
+
+
+def _floor_line(report: dict) -> str:
+    rows = [r for r in report["rows"] if r["status"] == "ok" and r["batch_size"] == 1 and r.get("floor_ms")]
+    if not rows:
+        return ""
+    best = min(rows, key=lambda r: r["p50_ms"])
+    return (f"Fastest at batch 1: {best['backend']} {best['precision']}, {best['p50_ms']:.2f} ms, "
+            f"{best['p50_ms'] / best['floor_ms']:.1f}x the compute floor of {best['floor_ms']:.3f} ms "
+            f"(FLOPs / measured fp32 peak).")
+
+
+def render(sections: list[dict], command: str) -> str:
+    env = sections[0]["report"]["environment"]
+    cpu = env["cpu"]
+    v = env["versions"]
+    lines = ["# Benchmarks", "",
+             "Produced by `make bench` on this machine; the exact command:", "", "```", command, "```", "",
+             f"Machine: {cpu['model']}, {cpu['usable_cores']} usable cores ({', '.join(cpu['flags'])}), "
+             f"{env['memory_gb']} GB, {env['threads']} threads per runtime, measured fp32 peak "
+             f"{env['peak_gflops_fp32']} GFLOP/s; " + ", ".join(f"{k} {val}" for k, val in v.items() if val) + ".", "",
+             "Each backend runs in its own process; rounds are interleaved (A B C A B C ...) and each statistic is "
+             "the median over rounds. p50 is per-call inference latency on a ready batch; `x torch` is PyTorch "
+             "eager's p50 divided by the backend's, in the same run. `min cos` is the worst cosine between the "
+             "backend's and PyTorch's embeddings of the same real images. Untrained students (seed-0 weights) cost "
+             "the same to run as trained ones, but their int8 parity is not meaningful: int8 calibrates on "
+             "activations that a trained network does not have.", ""]
+    for s in sections:
+        r = s["report"]
+        student = r["student"]
+        kind = "trained (SEED run), kNN on the labelled split" if s["trained"] else "untrained, seed-0 weights"
+        lines += [f"## {s['student']} at {s['img_size']}x{s['img_size']} ({kind})", "",
+                  f"{student['params'] / 1e6:.2f} M parameters, {student['flops_per_image'] / 1e6:.1f} MFLOPs per image.",
+                  "", markdown_table(r), "", _floor_line(r), ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.suite", description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="runs/bench")
+    p.add_argument("--doc", default="docs/BENCHMARKS.md")
+    p.add_argument("--students", default=",".join(STUDENTS))
+    p.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    p.add_argument("--batch-sizes", default="1,8")
+    p.add_argument("--trained", action="append", default=[], metavar="NAME=RUN_DIR")
+    p.add_argument("--train")
+    p.add_argument("--val")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--min-time-s", type=float, default=2.0)
+    args = p.parse_args(argv)
+    cfg = SuiteConfig(out=args.out, doc=args.doc, students=tuple(args.students.split(",")),
+                      sizes=tuple(int(s) for s in args.sizes.split(",")),
+                      batch_sizes=tuple(int(b) for b in args.batch_sizes.split(",")),
+                      trained=dict(t.split("=", 1) for t in args.trained), train=args.train, val=args.val,
+                      rounds=args.rounds, min_time_s=args.min_time_s)
+    sections = run_suite(cfg)
+    command = "python -m bench.suite " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    text = render(sections, command)
+    if cfg.doc:
+        atomic_write_text(Path(cfg.doc), text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Index an image folder with an exported model and search it: from the command line or a web page.
+
+Examples:
+  edgedistill retrieve index --model runs/seed/export/student-onnx-fp32.onnx --images photos/ --out photos.index
+  edgedistill retrieve index --model ... --images photos/ --out photos.index --add     (new images only)
+  edgedistill retrieve search --index photos.index query.jpg -k 5
+  edgedistill retrieve serve --index photos.index                          (http://127.0.0.1:8000)
+  edgedistill retrieve eval --index photos.index --queries labelled_queries/ -k 1,5,10
+"""
+from __future__ import annotations
+
+import argparse
+
+from distill.cli import add_json_flag
+from distill.commands.common import positive_int
+
+HELP = "index an image folder with an exported model; search it from the command line or a web page"
+
+
+def _ks(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got '{text}'") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"k must be positive, got '{text}'")
+    return values
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    idx = sub.add_parser("index", help="embed a folder and build a faiss index")
+    idx.add_argument("--model", required=True, metavar="ARTIFACT", help=".onnx, .xml, .engine or student.pt")
+    idx.add_argument("--images", required=True, metavar="DIR")
+    idx.add_argument("--out", required=True, metavar="INDEX_DIR")
+    idx.add_argument("--index", default="flat", help="flat (exact), ivf or hnsw")
+    idx.add_argument("--nlist", type=positive_int, metavar="N", help="IVF lists (default ~4 sqrt(N))")
+    idx.add_argument("--nprobe", type=positive_int, default=8, metavar="N", help="IVF lists searched (saved as default)")
+    idx.add_argument("--m", type=positive_int, default=32, metavar="N", help="HNSW neighbours per node")
+    idx.add_argument("--ef-search", type=positive_int, default=64, metavar="N", help="HNSW search beam (saved as default)")
+    idx.add_argument("--batch-size", type=positive_int, default=64, metavar="N")
+    idx.add_argument("--workers", type=int, default=2, metavar="N")
+    idx.add_argument("--add", action="store_true", help="append new images to an existing index (same model only)")
+    add_json_flag(idx)
+
+    s = sub.add_parser("search", help="ranked neighbours of query images")
+    s.add_argument("--index", required=True, metavar="INDEX_DIR")
+    s.add_argument("images", nargs="+", metavar="IMAGE")
+    s.add_argument("-k", type=positive_int, default=10)
+    s.add_argument("--nprobe", type=positive_int, metavar="N")
+    s.add_argument("--ef-search", type=positive_int, metavar="N")
+    add_json_flag(s)
+
+    v = sub.add_parser("serve", help="the search web page and JSON API")
+    v.add_argument("--index", required=True, metavar="INDEX_DIR")
+    v.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
+    v.add_argument("--port", type=positive_int, default=8000)
+    add_json_flag(v)
+
+    e = sub.add_parser("eval", help="precision@k, recall@k and mAP with class folders as labels")
+    e.add_argument("--index", required=True, metavar="INDEX_DIR")
+    e.add_argument("--queries", required=True, metavar="DIR")
+    e.add_argument("-k", type=_ks, default=(1, 5, 10), metavar="1,5,10")
+    e.add_argument("--nprobe", type=positive_int, metavar="N")
+    e.add_argument("--ef-search", type=positive_int, metavar="N")
+    e.add_argument("--limit", type=positive_int, metavar="N", help="class-balanced subset of the queries")
+    e.add_argument("--workers", type=int, default=2, metavar="N")
+    add_json_flag(e)
+
+
+def run(args: argparse.Namespace) -> dict:
+    if args.action == "index":
+        from retrieval_demo.store import IndexParams, build_index
+
+        params = IndexParams(kind=args.index, nlist=args.nlist, m=args.m, nprobe=args.nprobe, ef_search=args.ef_search)
+        return build_index(args.model, args.images, args.out, params, batch_size=args.batch_size, add=args.add,
+                           workers=args.workers)
+    if args.action == "search":
+        from retrieval_demo.search import Searcher
+
+        result = Searcher(args.index).search_files(args.images, args.k, nprobe=args.nprobe, ef_search=args.ef_search)
+        result["queries"] = list(args.images)
+        return result
+    if args.action == "eval":
+        from retrieval_demo.metrics import evaluate_index
+        from retrieval_demo.store import ImageIndex
+
+        return evaluate_index(ImageIndex(args.index), args.queries, args.k, nprobe=args.nprobe,
+                              ef_search=args.ef_search, limit=args.limit, workers=args.workers)
+    from retrieval_demo.server import serve
+
+    serve(args.index, args.host, args.port)
+    return {"served": args.index}
+
+
+def format_result(result: dict) -> str:
+    if "results" in result:
+        lines = []
+        for query, rows in zip(result.get("queries", []), result["results"]):
+            lines.append(f"{query}:")
+            lines += [f"  {i + 1:>3}. {r['score']:.4f}  {r['path']}" for i, r in enumerate(rows)]
+        lines.append(f"embedding {result['embed_ms']:.2f} ms, search {result['search_ms']:.2f} ms")
+        return "\n".join(lines)
+    if "num_images" in result and "seconds" in result:
+        return (f"indexed {result['num_added']} images ({result['num_images']} in all, {result['num_skipped']} "
+                f"unreadable skipped), dim {result['dim']}, {result['index']} index, {result['seconds']:.1f} s -> "
+                f"{result['out']}")
+    if "map" in result:
+        keys = [k for k in result if k.startswith(("precision@", "recall@"))] + ["map"]
+        return "\n".join(f"{k:>22}: {result[k]:.4f}" if isinstance(result[k], float) else f"{k:>22}: -" for k in keys) + \
+            f"\n{result['num_queries']} queries, {result['num_indexed']} indexed, {result['index']} index"
+    return str(result)

@@ -1,0 +1,89 @@
+"""Retrieval quality with class folders as relevance labels: precision@k, recall@k, mAP, and for approximate
+indexes (IVF, HNSW) the recall of exact search's top-k.
+
+An indexed image is relevant to a query when both sit in a class folder of the same name (the first component
+of the path relative to the indexed root, and the query's parent folder).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from distill.data import scan_folder
+from distill.errors import DataError
+from distill.evaluate import embed_folder, l2_normalize
+from retrieval_demo.store import ImageIndex
+
+
+def average_precision(relevant: np.ndarray, num_relevant: int) -> float:
+    """AP of one ranked list: mean of precision@i over the ranks i of relevant hits, over min(R, len(list))."""
+    if num_relevant == 0:
+        return 0.0
+    hits = np.cumsum(relevant)
+    precisions = hits / np.arange(1, len(relevant) + 1)
+    return float((precisions * relevant).sum() / min(num_relevant, len(relevant)))
+
+
+def retrieval_metrics(result_classes: list[list[str]], query_classes: list[str], class_counts: dict[str, int],
+                      ks: tuple[int, ...]) -> dict[str, float]:
+    """P@k, R@k for each k and mAP over the whole returned lists."""
+    out: dict[str, float] = {}
+    rel = [np.array([c == q for c in row], dtype=np.float64) for row, q in zip(result_classes, query_classes)]
+    for k in ks:
+        out[f"precision@{k}"] = float(np.mean([r[:k].sum() / k for r in rel]))
+        out[f"recall@{k}"] = float(np.mean([r[:k].sum() / max(class_counts.get(q, 0), 1)
+                                            for r, q in zip(rel, query_classes)]))
+    out["map"] = float(np.mean([average_precision(r, class_counts.get(q, 0)) for r, q in zip(rel, query_classes)]))
+    return out
+
+
+def recall_vs_exact(approx_ids: list[list[str]], exact_ids: list[list[str]], k: int) -> float:
+    """Mean fraction of exact search's top-k that the approximate index also returns in its top-k."""
+    return float(np.mean([len(set(a[:k]) & set(e[:k])) / max(len(e[:k]), 1) for a, e in zip(approx_ids, exact_ids)]))
+
+
+def _class_of(rel_path: str) -> str:
+    parts = Path(rel_path).parts
+    return parts[0] if len(parts) > 1 else ""
+
+
+def evaluate_index(index: ImageIndex, queries: str, ks: tuple[int, ...] = (1, 5, 10), map_depth: int = 100,
+                   nprobe: int | None = None, ef_search: int | None = None, limit: int | None = None,
+                   workers: int = 2) -> dict[str, Any]:
+    """Embed the labelled ``queries`` folder with the index's model and measure retrieval against the index."""
+    from export.backends import load_backend
+
+    folder = scan_folder(queries, limit)
+    if folder.labels is None:
+        raise DataError(f"'{queries}' has no class folders; eval needs queries/<class>/<image> as relevance labels")
+    indexed_classes = [_class_of(p) for p in index.paths]
+    counts: dict[str, int] = {}
+    for c in indexed_classes:
+        counts[c] = counts.get(c, 0) + 1
+    if not set(folder.classes) & set(counts):
+        raise DataError(f"none of the query classes in '{queries}' is a class folder of the indexed root "
+                        f"'{index.root}'; relevance is judged by matching folder names")
+    backend = load_backend(index.model)
+    emb = embed_folder(backend, folder, batch_size=64, workers=workers, desc="queries")
+    query_classes = [folder.classes[folder.labels[i]] for i in emb.indices]
+    depth = max(max(ks), map_depth)
+    t0 = time.perf_counter()
+    _, paths = index.search(emb.features, depth, nprobe=nprobe, ef_search=ef_search)
+    search_s = time.perf_counter() - t0
+    path_class = dict(zip(index.paths, indexed_classes))
+    result = retrieval_metrics([[path_class[p] for p in row] for row in paths], query_classes, counts, ks)
+    result["recall@10_vs_exact"] = None
+    if index.params.kind != "flat":
+        exact = l2_normalize(index.embeddings()) @ l2_normalize(emb.features).T  # (N, Q)
+        top = np.argsort(-exact, axis=0)[:max(ks)].T
+        exact_paths = [[index.paths[i] for i in row] for row in top]
+        for k in ks:
+            result[f"recall@{k}_vs_exact"] = recall_vs_exact(paths, exact_paths, k)
+    result.update(num_queries=len(query_classes), num_skipped=emb.skipped, num_indexed=len(index),
+                  index=index.params.kind, nprobe=(nprobe or index.params.nprobe) if index.params.kind == "ivf" else None,
+                  ef_search=(ef_search or index.params.ef_search) if index.params.kind == "hnsw" else None,
+                  map_depth=depth, search_ms_per_query=1e3 * search_s / max(len(query_classes), 1))
+    return result

@@ -1,0 +1,126 @@
+"""The web API through FastAPI's test client, and the page in a real headless Chromium."""
+import io
+import socket
+import threading
+import time
+
+import pytest
+from PIL import Image
+
+from retrieval_demo import create_app
+
+fastapi = pytest.importorskip("fastapi", reason="the demo extra is not installed (pip install 'edgedistill[demo]')")
+from fastapi.testclient import TestClient  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client(flat_index):
+    return TestClient(create_app(flat_index, max_upload_bytes=200_000))
+
+
+def _png(color=(220, 40, 40), size=(40, 40)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_health(client):
+    h = client.get("/api/health").json()
+    assert h["status"] == "ok" and h["num_images"] == 24 and h["index"] == "flat" and h["dim"] == 512
+
+
+def test_search_returns_k_ranked_results_with_thumbnails(client):
+    r = client.post("/api/search?k=5", files={"file": ("q.png", _png(), "image/png")})
+    assert r.status_code == 200
+    body = r.json()
+    assert len(body["results"]) == 5 and body["embed_ms"] > 0 and body["search_ms"] > 0
+    scores = [x["score"] for x in body["results"]]
+    assert scores == sorted(scores, reverse=True)
+    assert body["results"][0]["path"].startswith("red/")  # a red query finds red images
+    thumb = client.get(body["results"][0]["thumb"])
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(thumb.content)).size[0] >= 80
+
+
+def test_random_query(client):
+    body = client.get("/api/random?k=3").json()
+    assert len(body["results"]) == 3 and body["results"][0]["path"] == body["query"]
+
+
+@pytest.mark.parametrize("payload,status", [(b"definitely not an image", 415), (b"", 400), (b"\0" * 300_000, 413)])
+def test_bad_uploads_get_a_clear_4xx(client, payload, status):
+    r = client.post("/api/search", files={"file": ("x.png", payload, "image/png")})
+    assert r.status_code == status and r.json()["detail"]
+    assert client.get("/api/health").status_code == 200  # still serving
+
+
+def test_missing_file_field_and_bad_k_are_422(client):
+    assert client.post("/api/search").status_code == 422
+    assert client.post("/api/search?k=0", files={"file": ("q.png", _png(), "image/png")}).status_code == 422
+
+
+@pytest.mark.parametrize("path", ["/thumb/../../../../etc/passwd", "/thumb/%2e%2e/%2e%2e/etc/passwd",
+                                  "/thumb//etc/passwd", "/thumb/red/does-not-exist.png", "/thumb/red"])
+def test_thumbnails_only_inside_the_indexed_root(client, path):
+    assert client.get(path).status_code == 404
+
+
+def test_page_is_served(client):
+    r = client.get("/")
+    assert r.status_code == 200 and 'id="file"' in r.text and "/api/search" in r.text
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def live_server(flat_index):
+    uvicorn = pytest.importorskip("uvicorn")
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(flat_index), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if server.started:
+            break
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.mark.browser
+def test_browser_uploads_an_image_and_sees_k_thumbnails(live_server, gallery, tmp_path):
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    opts = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,900"):
+        opts.add_argument(arg)
+    opts.binary_location = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+    try:
+        driver.get(live_server + "/")
+        wait = WebDriverWait(driver, 30)
+        wait.until(lambda d: "images" in d.find_element(By.ID, "health").text)
+        driver.find_element(By.ID, "k").clear()
+        driver.find_element(By.ID, "k").send_keys("6")
+        query = next((gallery / "queries" / "blue").iterdir())
+        driver.find_element(By.ID, "file").send_keys(str(query))
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results figure.result img")) == 6)
+        imgs = driver.find_elements(By.CSS_SELECTOR, "#results figure.result img")
+        wait.until(lambda d: all(d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", i)
+                                 for i in imgs))
+        assert "embedding" in driver.find_element(By.ID, "timing").text
+        assert driver.find_elements(By.CSS_SELECTOR, "#results figcaption")[0].text.split()[-1].startswith("blue/")
+        driver.save_screenshot(str(tmp_path / "page.png"))
+    finally:
+        driver.quit()
