@@ -109,11 +109,21 @@ def align_labels(train: ImageFolder, val: ImageFolder) -> ImageFolder:
 
 
 def evaluate_knn(embedder, train: ImageFolder, val: ImageFolder, k: int = 20, t: float = 0.07,
-                 batch_size: int = 256, workers: int = 2) -> dict[str, float | int]:
-    """Embed both folders with ``embedder`` and run weighted kNN and 1-NN (``train`` is the bank)."""
+                 batch_size: int = 256, workers: int = 2, protocols: tuple[str, ...] = ()) -> dict[str, float | int]:
+    """Embed both folders with ``embedder`` and run weighted kNN and 1-NN (``train`` is the bank), plus any of
+    ``protocols``: "linear" (probe, see distill.protocols) and "cluster" (CompRess cluster alignment)."""
     val = align_labels(train, val)
     bank = embed_folder(embedder, train, batch_size, workers, desc="embed bank")
     queries = embed_folder(embedder, val, batch_size, workers, desc="embed queries")
     result = knn_protocols(bank, queries, k, t, num_classes=len(train.classes))
+    for name in protocols:
+        if name == "linear":
+            from distill.protocols import linear_probe
+
+            result.update(linear_probe(bank.features, bank.labels, queries.features, queries.labels, len(train.classes)))
+        elif name == "cluster":
+            from distill.protocols import cluster_alignment
+
+            result.update(cluster_alignment(bank.features, bank.labels, queries.features, queries.labels))
     return {**result, "k": k, "temperature": t, "num_train": len(bank.features), "num_val": len(queries.features),
             "num_skipped": bank.skipped + queries.skipped}

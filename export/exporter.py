@@ -6,6 +6,7 @@ one-line reason).
 """
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -258,8 +259,22 @@ class Exporter:
                               "folder": self.parity_dir if self._parity_kind == "real" else None},
             "simplified": bool(simplified), "config": asdict(cfg), "versions": versions(), "created": now(),
         }
-        atomic_write_json(self.out / "export.json", report)
+        atomic_write_json(self.out / "export.json", _merged(self.out / "export.json", report))
         return report
+
+
+def _merged(path: Path, report: dict[str, Any]) -> dict[str, Any]:
+    """The new report plus the artifacts of an earlier export of the same source into the same folder that this
+    run did not rebuild: a second ``export`` call adds to export.json instead of erasing the first one's record."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return report
+    if old.get("source", {}).get("sha256") != report["source"]["sha256"]:
+        return report
+    rebuilt = {(a["format"], a["precision"]) for a in report["artifacts"]}
+    kept = [a for a in old.get("artifacts", []) if (a.get("format"), a.get("precision")) not in rebuilt]
+    return {**report, "artifacts": kept + report["artifacts"]}
 
 
 def export_model(cfg: ExportConfig) -> dict[str, Any]:

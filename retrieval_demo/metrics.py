@@ -50,9 +50,30 @@ def _class_of(rel_path: str) -> str:
     return parts[0] if len(parts) > 1 else ""
 
 
+def query_latency(backend, index: ImageIndex, images: list[np.ndarray], k: int = 10, **search_kw) -> dict[str, float]:
+    """One query at a time, as a user sends them: p50 / p99 of embedding, search and both (milliseconds).
+    ``images`` are decoded uint8 (3, S, S) arrays; decoding is not timed."""
+    embed_ms, search_ms = [], []
+    pre = backend.preprocess
+    for img in images:
+        x = pre.numpy_from_uint8(img[None])
+        t0 = time.perf_counter()
+        emb = backend(x)
+        t1 = time.perf_counter()
+        index.search(emb, k, **search_kw)
+        t2 = time.perf_counter()
+        embed_ms.append((t1 - t0) * 1e3)
+        search_ms.append((t2 - t1) * 1e3)
+    e, s = np.asarray(embed_ms), np.asarray(search_ms)
+    total = e + s
+    return {"embed_p50_ms": float(np.percentile(e, 50)), "search_p50_ms": float(np.percentile(s, 50)),
+            "query_p50_ms": float(np.percentile(total, 50)), "query_p99_ms": float(np.percentile(total, 99)),
+            "latency_queries": len(images)}
+
+
 def evaluate_index(index: ImageIndex, queries: str, ks: tuple[int, ...] = (1, 5, 10), map_depth: int = 100,
                    nprobe: int | None = None, ef_search: int | None = None, limit: int | None = None,
-                   workers: int = 2) -> dict[str, Any]:
+                   workers: int = 2, latency_queries: int = 200) -> dict[str, Any]:
     """Embed the labelled ``queries`` folder with the index's model and measure retrieval against the index."""
     from export.backends import load_backend
 
@@ -82,6 +103,14 @@ def evaluate_index(index: ImageIndex, queries: str, ks: tuple[int, ...] = (1, 5,
         exact_paths = [[index.paths[i] for i in row] for row in top]
         for k in ks:
             result[f"recall@{k}_vs_exact"] = recall_vs_exact(paths, exact_paths, k)
+    if latency_queries:
+        from distill.data import load_rgb, resize_center_crop
+
+        pre = backend.preprocess
+        picked = [folder.absolute(int(i)) for i in emb.indices[:: max(1, len(emb.indices) // latency_queries)]]
+        decoded = [np.asarray(resize_center_crop(load_rgb(p), pre.input_size, pre.crop_pct), np.uint8).transpose(2, 0, 1)
+                   for p in picked[:latency_queries]]
+        result.update(query_latency(backend, index, decoded, max(ks), nprobe=nprobe, ef_search=ef_search))
     result.update(num_queries=len(query_classes), num_skipped=emb.skipped, num_indexed=len(index),
                   index=index.params.kind, nprobe=(nprobe or index.params.nprobe) if index.params.kind == "ivf" else None,
                   ef_search=(ef_search or index.params.ef_search) if index.params.kind == "hnsw" else None,

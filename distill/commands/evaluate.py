@@ -1,4 +1,5 @@
-"""Evaluate frozen embeddings with labels: weighted kNN (k=20, T=0.07, DINO) and 1-NN (CompRess).
+"""Evaluate frozen embeddings with labels: weighted kNN (k=20, T=0.07, DINO) and 1-NN (CompRess); a linear probe
+and cluster alignment (CompRess's recipes) with --protocol linear|cluster|all.
 
 --model takes a student run folder or student.pt, or any teacher spec (timm:NAME, a TorchScript or ONNX file,
 a checkpoint with --model-arch), so teachers and students are measured by the same code.
@@ -14,14 +15,15 @@ from distill.cli import add_json_flag
 from distill.commands.common import add_teacher_arguments, positive_int, teacher_options
 
 HELP = "evaluate a student or teacher with weighted kNN and 1-NN"
-PROTOCOLS = ("knn", "nn")
+PROTOCOLS = ("knn", "nn", "linear", "cluster", "all")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, metavar="RUN_DIR|FILE|SPEC", help="student run/checkpoint or teacher spec")
     p.add_argument("--train", required=True, metavar="DIR", help="labelled bank (root/<class>/<image>)")
     p.add_argument("--val", required=True, metavar="DIR", help="labelled queries")
-    p.add_argument("--protocol", default="knn", choices=PROTOCOLS, help="knn (weighted, also reports 1-NN) or nn")
+    p.add_argument("--protocol", default="knn", choices=PROTOCOLS, help="knn (weighted, also reports 1-NN), nn, linear (probe: SGD 40 epochs on frozen features), "
+                   "cluster (k-means + Hungarian matching) or all; knn and nn are always computed")
     p.add_argument("--train-limit", type=positive_int, metavar="N", help="class-balanced subset of the bank")
     p.add_argument("--val-limit", type=positive_int, metavar="N", help="class-balanced subset of the queries")
     p.add_argument("-k", "--k", type=positive_int, default=20, help="neighbours for weighted kNN")
@@ -42,7 +44,8 @@ def run(args: argparse.Namespace) -> dict:
     train = scan_folder(args.train, args.train_limit)
     val = scan_folder(args.val, args.val_limit)
     embedder = load_embedder(args.model, teacher_options(args, prefix="model"), resolve_device(args.device))
-    result = evaluate_knn(embedder, train, val, args.k, args.temperature, args.batch_size, args.workers)
+    extra = {"linear": ("linear",), "cluster": ("cluster",), "all": ("linear", "cluster")}.get(args.protocol, ())
+    result = evaluate_knn(embedder, train, val, args.k, args.temperature, args.batch_size, args.workers, extra)
     out = {"model": args.model, "protocol": args.protocol, **result}
     if args.protocol == "nn":
         out.pop("knn_top1"), out.pop("knn_top5")
@@ -50,5 +53,5 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def format_result(r: dict) -> str:
-    parts = [f"{k} {r[k]:.4f}" for k in ("knn_top1", "knn_top5", "nn_top1") if k in r]
+    parts = [f"{k} {r[k]:.4f}" for k in ("knn_top1", "knn_top5", "nn_top1", "linear_top1", "cluster_acc") if k in r]
     return f"{r['model']}: {'  '.join(parts)}  (bank {r['num_train']}, queries {r['num_val']})"
