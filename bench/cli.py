@@ -13,19 +13,9 @@ from __future__ import annotations
 import argparse
 
 from distill.cli import add_json_flag
-from distill.commands.common import positive_int
+from distill.commands.common import positive_int, positive_ints
 
 HELP = "benchmark latency, throughput, memory and accuracy of every backend"
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got '{text}'") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"batch sizes must be positive, got '{text}'")
-    return values
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val", metavar="DIR", help="labelled kNN queries")
     p.add_argument("--train-limit", type=positive_int, default=5000, metavar="N")
     p.add_argument("--val-limit", type=positive_int, default=1000, metavar="N")
-    p.add_argument("--batch-sizes", type=_ints, default=(1, 8, 32), metavar="1,8,32")
+    p.add_argument("--batch-sizes", type=positive_ints, default=(1, 8, 32), metavar="1,8,32")
     p.add_argument("--threads", type=positive_int, metavar="N", help="threads per runtime (default: all usable cores)")
     p.add_argument("--warmup-s", type=float, default=1.0, metavar="F")
     p.add_argument("--min-time-s", type=float, default=2.0, metavar="F")

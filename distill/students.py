@@ -105,6 +105,68 @@ def drop_final_linear(model: nn.Module) -> int:
     raise ModelError(f"cannot find the classifier of {type(model).__name__} to remove; use a timm model instead")
 
 
+class FixedAdaptiveAvgPool2d(nn.Module):
+    """``AdaptiveAvgPool2d`` for one known input size, as two small averaging matrices: y = P_h x P_w^T.
+
+    Same numbers as PyTorch's adaptive pooling (windows [floor(i*in/out), ceil((i+1)*in/out))), but exportable to
+    ONNX when the output size does not divide the input size (AlexNet's 6x6 pooling of a 1x1 map at 32 px).
+    The matrices are non-persistent buffers, so state dicts do not change.
+    """
+
+    def __init__(self, in_hw: tuple[int, int], out_hw: tuple[int, int]):
+        super().__init__()
+        self.in_hw, self.out_hw = in_hw, out_hw
+        self.register_buffer("ph", self._matrix(in_hw[0], out_hw[0]), persistent=False)
+        self.register_buffer("pw", self._matrix(in_hw[1], out_hw[1]), persistent=False)
+
+    @staticmethod
+    def _matrix(n_in: int, n_out: int) -> torch.Tensor:
+        m = torch.zeros(n_out, n_in)
+        for i in range(n_out):
+            lo, hi = (i * n_in) // n_out, -(-((i + 1) * n_in) // n_out)
+            m[i, lo:hi] = 1.0 / (hi - lo)
+        return m
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, out_h, out_w)
+        return torch.matmul(torch.matmul(self.ph, x), self.pw.t())
+
+
+def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent = model
+    *parents, leaf = name.split(".")
+    for p in parents:
+        parent = getattr(parent, p)
+    setattr(parent, leaf, module)
+
+
+def make_pools_exportable(model: nn.Module, img_size: int) -> list[str]:
+    """Replace adaptive average pools whose output size does not divide their input at ``img_size`` (ONNX cannot
+    export those) with :class:`FixedAdaptiveAvgPool2d`. Returns the replaced layer names."""
+    seen: dict[str, tuple[int, int]] = {}
+    pools = {n: m for n, m in model.named_modules() if isinstance(m, nn.AdaptiveAvgPool2d)}
+
+    def record(name: str):
+        def hook(module, inputs) -> None:  # returns None: the input is left as it is
+            seen.setdefault(name, tuple(inputs[0].shape[-2:]))
+        return hook
+
+    hooks = [m.register_forward_pre_hook(record(n)) for n, m in pools.items()]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, img_size, img_size))
+    finally:
+        for h in hooks:
+            h.remove()
+    replaced = []
+    for name, in_hw in seen.items():
+        size = pools[name].output_size
+        out_hw = (size, size) if isinstance(size, int) else tuple(in_hw[i] if s is None else s for i, s in enumerate(size))
+        if any(i % o for i, o in zip(in_hw, out_hw)):
+            _set_module(model, name, FixedAdaptiveAvgPool2d(in_hw, out_hw))
+            replaced.append(name)
+    return replaced
+
+
 def adapt_small_input(model: nn.Module, img_size: int, max_fixes: int = 8) -> list[str]:
     """Make a network run at ``img_size``: a pooling layer whose input is smaller than its window becomes an
     adaptive pooling to 1x1 (torchvision's AlexNet fails at 32x32 otherwise). Returns the adapted layer names."""
@@ -116,18 +178,14 @@ def adapt_small_input(model: nn.Module, img_size: int, max_fixes: int = 8) -> li
         try:
             with torch.no_grad():
                 model.eval()(torch.zeros(1, 3, img_size, img_size))
-            return fixed
+            return fixed + make_pools_exportable(model, img_size)
         except RuntimeError as exc:
             if "too small" not in str(exc) or not entered:
                 raise ModelError(f"{type(model).__name__} cannot run at {img_size}x{img_size}: {exc}") from None
             culprit = entered[-1]
             name = pools.pop(culprit)
             adaptive = nn.AdaptiveMaxPool2d(1) if isinstance(culprit, nn.MaxPool2d) else nn.AdaptiveAvgPool2d(1)
-            parent = model
-            *parents, leaf = name.split(".")
-            for p in parents:
-                parent = getattr(parent, p)
-            setattr(parent, leaf, adaptive)
+            _set_module(model, name, adaptive)
             fixed.append(name)
         finally:
             for h in hooks:

@@ -12,19 +12,9 @@ from __future__ import annotations
 import argparse
 
 from distill.cli import add_json_flag
-from distill.commands.common import positive_int
+from distill.commands.common import positive_int, positive_ints
 
 HELP = "index an image folder with an exported model; search it from the command line or a web page"
-
-
-def _ks(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got '{text}'") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"k must be positive, got '{text}'")
-    return values
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -61,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e = sub.add_parser("eval", help="precision@k, recall@k and mAP with class folders as labels")
     e.add_argument("--index", required=True, metavar="INDEX_DIR")
     e.add_argument("--queries", required=True, metavar="DIR")
-    e.add_argument("-k", type=_ks, default=(1, 5, 10), metavar="1,5,10")
+    e.add_argument("-k", type=positive_ints, default=(1, 5, 10), metavar="1,5,10")
     e.add_argument("--nprobe", type=positive_int, metavar="N")
     e.add_argument("--ef-search", type=positive_int, metavar="N")
     e.add_argument("--limit", type=positive_int, metavar="N", help="class-balanced subset of the queries")

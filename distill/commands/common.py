@@ -46,6 +46,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_ints(text: str) -> tuple[int, ...]:
+    """``1,8,32`` -> (1, 8, 32): comma-separated positive whole numbers (batch sizes, k values)."""
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got '{text}'") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got '{text}'")
+    return values
+
+
 def check_device(name: str) -> str:
     if name not in ("auto", "cpu") and not name.startswith("cuda"):
         raise ConfigError(f"--device must be auto, cpu or cuda[:N], got '{name}'")

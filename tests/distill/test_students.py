@@ -22,8 +22,33 @@ def test_alexnet_pools_are_adapted_only_where_needed():
     with pytest.raises(RuntimeError, match="too small"):
         stock(torch.randn(1, 3, 32, 32))
     fixed = adapt_small_input(torchvision.models.alexnet(), 32)
-    assert fixed == ["features.12"]
+    assert fixed == ["features.12", "avgpool"]  # the 6x6 pooling of a 1x1 map becomes exportable
     assert adapt_small_input(torchvision.models.alexnet(), 224) == []
+
+
+@pytest.mark.parametrize("in_hw,out_hw", [((1, 1), (6, 6)), ((5, 7), (3, 2)), ((13, 13), (6, 6)), ((4, 4), (2, 2))])
+def test_fixed_adaptive_pool_matches_pytorch(in_hw, out_hw):
+    from distill.students import FixedAdaptiveAvgPool2d
+
+    x = torch.randn(2, 3, *in_hw)
+    expected = torch.nn.AdaptiveAvgPool2d(out_hw)(x)
+    assert torch.allclose(FixedAdaptiveAvgPool2d(in_hw, out_hw)(x), expected, atol=1e-6)
+
+
+def test_alexnet_at_32px_exports_to_onnx(tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+
+    from export.onnx_export import BatchSpec, torch_to_onnx
+
+    student = create_student("alexnet", img_size=32).eval()
+    assert "avgpool" not in student.state_dict() and len(student.state_dict()) == 14  # weights unchanged
+    torch_to_onnx(student, 32, tmp_path / "a.onnx", BatchSpec(), 17)
+    x = torch.randn(3, 3, 32, 32)
+    sess = ort.InferenceSession(str(tmp_path / "a.onnx"), providers=["CPUExecutionProvider"])
+    out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        assert np.allclose(out, student(x).numpy(), atol=1e-4)
 
 
 def test_any_timm_or_torchvision_name_works_with_or_without_prefix():
