@@ -33,6 +33,7 @@ SIZES = (32, 224)
 class SuiteConfig:
     out: str = "runs/bench"
     doc: str | None = "docs/BENCHMARKS.md"
+    export_doc: str | None = "docs/EXPORT.md"  # the parity table goes between markers in this file
     students: tuple[str, ...] = STUDENTS
     sizes: tuple[int, ...] = SIZES
     batch_sizes: tuple[int, ...] = (1, 8)
@@ -45,6 +46,8 @@ class SuiteConfig:
     warmup_s: float = 1.0
     min_time_s: float = 2.0
     rounds: int = 3
+    train_limit: int = 5000  # kNN bank and queries for task parity
+    val_limit: int = 1000
 
 
 def _student_run(cfg: SuiteConfig, name: str, size: int, out: Path) -> tuple[Path, bool]:
@@ -86,7 +89,7 @@ def run_suite(cfg: SuiteConfig) -> list[dict]:
                                                   and not a["path"].endswith(".failed")]
             bench_cfg = BenchConfig(targets=targets, data=images,
                                     train=cfg.train if trained else None, val=cfg.val if trained else None,
-                                    train_limit=5000, val_limit=1000, batch_sizes=cfg.batch_sizes,
+                                    train_limit=cfg.train_limit, val_limit=cfg.val_limit, batch_sizes=cfg.batch_sizes,
                                     warmup_s=cfg.warmup_s, min_time_s=cfg.min_time_s, rounds=cfg.rounds,
                                     out=str(out / f"{name}-{size}-report"), workers=0)
             report = run_bench(bench_cfg)
@@ -103,6 +106,38 @@ def _floor_line(report: dict) -> str:
     return (f"Fastest at batch 1: {best['backend']} {best['precision']}, {best['p50_ms']:.2f} ms, "
             f"{best['p50_ms'] / best['floor_ms']:.1f}x the compute floor of {best['floor_ms']:.3f} ms "
             f"(FLOPs / measured fp32 peak).")
+
+
+def parity_table(sections: list[dict], command: str) -> str:
+    """Every export's parity figures (from each export.json), one row per student, size, format and precision."""
+    lines = [f"Command: `{command}` (see docs/BENCHMARKS.md for the machine).", "",
+             "| student | size | weights | format | precision | status | size MB | min cos | mean cos | overlap@10 | "
+             "max abs | p99 abs |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for s in sections:
+        for a in s["export"]["artifacts"]:
+            p = a.get("parity") or {}
+            status = {"ok": "✅ ok", "parity_failed": "❌ parity failed"}.get(a["status"], f"❌ {a['status']}")
+            lines.append(f"| {s['student']} | {s['img_size']} | {'trained' if s['trained'] else 'untrained'} | "
+                         f"{a['format']} | {a['precision']} | {status} | {_num(a.get('size_bytes', 0) / 1e6, 1)} | "
+                         f"{_num(p.get('min_cosine'), 6)} | {_num(p.get('mean_cosine'), 6)} | "
+                         f"{_num(p.get('neighbour_overlap@10'), 3)} | {_num(p.get('max_abs'), 2, 'e')} | "
+                         f"{_num(p.get('p99_abs'), 2, 'e')} |")
+    return "\n".join(lines) + "\n"
+
+
+def _num(v, digits: int, kind: str = "f") -> str:
+    return "-" if v is None else f"{v:.{digits}{kind}}"
+
+
+def write_between_markers(path: Path, name: str, body: str) -> None:
+    """Replace the text between ``<!-- name:begin -->`` and ``<!-- name:end -->`` (appended when absent)."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = path.read_text() if path.is_file() else ""
+    if begin not in text:
+        text += f"\n{begin}\n{end}\n"
+    pre, rest = text.split(begin, 1)
+    post = rest.split(end, 1)[1] if end in rest else "\n"
+    atomic_write_text(path, f"{pre}{begin}\n{body}{end}{post}")
 
 
 def render(sections: list[dict], command: str) -> str:
@@ -134,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.suite", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/bench")
     p.add_argument("--doc", default="docs/BENCHMARKS.md")
+    p.add_argument("--export-doc", default="docs/EXPORT.md", help="file whose parity markers get the export table")
     p.add_argument("--students", default=",".join(STUDENTS))
     p.add_argument("--sizes", default=",".join(map(str, SIZES)))
     p.add_argument("--batch-sizes", default="1,8")
@@ -142,17 +178,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--min-time-s", type=float, default=2.0)
+    p.add_argument("--warmup-s", type=float, default=1.0)
+    p.add_argument("--train-limit", type=int, default=5000)
+    p.add_argument("--val-limit", type=int, default=1000)
     args = p.parse_args(argv)
-    cfg = SuiteConfig(out=args.out, doc=args.doc, students=tuple(args.students.split(",")),
+    cfg = SuiteConfig(out=args.out, doc=args.doc, export_doc=args.export_doc, students=tuple(args.students.split(",")),
                       sizes=tuple(int(s) for s in args.sizes.split(",")),
                       batch_sizes=tuple(int(b) for b in args.batch_sizes.split(",")),
                       trained=dict(t.split("=", 1) for t in args.trained), train=args.train, val=args.val,
-                      rounds=args.rounds, min_time_s=args.min_time_s)
+                      rounds=args.rounds, min_time_s=args.min_time_s, warmup_s=args.warmup_s,
+                      train_limit=args.train_limit, val_limit=args.val_limit)
     sections = run_suite(cfg)
     command = "python -m bench.suite " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     text = render(sections, command)
     if cfg.doc:
         atomic_write_text(Path(cfg.doc), text)
+    if cfg.export_doc:
+        write_between_markers(Path(cfg.export_doc), "parity", parity_table(sections, command))
     print(text)
     return 0
 
