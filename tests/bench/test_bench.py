@@ -71,6 +71,12 @@ def test_run_folder_reports_every_backend_with_parity(run_dir, images, tmp_path)
     assert "| onnxruntime | fp32 | ✅ |" in md and "p50 ms (b1)" in md
     assert (out / "latency_vs_accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+    from bench.suite import render  # the docs page of `make bench`, from this real report
+    page = render([{"student": "resnet10t", "img_size": 32, "trained": True, "report": report,
+                    "export": {"artifacts": []}}], "python -m bench.suite ...")
+    assert "## resnet10t at 32x32 (trained" in page and "| onnxruntime | fp32 | ✅ |" in page
+    assert "the compute floor" in page and "python -m bench.suite ..." in page
+
 
 def test_a_failing_backend_is_reported_and_the_run_goes_on(run_dir, images, tmp_path):
     good = next((run_dir / "export").glob("*.onnx"))

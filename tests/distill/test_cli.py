@@ -61,6 +61,16 @@ def test_eval_json_is_the_last_stdout_line(cifar_small, resnet56_onnx):
     assert 0.3 < result["knn_top1"] <= 1.0 and set(result) >= {"knn_top5", "nn_top1", "model"}
 
 
+@pytest.mark.testbed
+def test_eval_all_protocols_on_the_teacher(cifar_small, resnet56_onnx):
+    proc = run_cli("distill", "eval", "--model", str(resnet56_onnx), "--train", str(cifar_small / "train"),
+                   "--val", str(cifar_small / "test"), "--protocol", "all", "--json", "--workers", "0")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["protocol"] == "all" and result["linear_recipe"]["epochs"] == 40 and result["clusters"] == 10
+    assert 0.3 < result["linear_top1"] <= 1.0 and 0.2 < result["cluster_acc"] <= 1.0  # a supervised teacher
+
+
 def test_corrupt_only_folder_for_eval_is_an_error(tmp_path, synthetic_folder):
     broken = tmp_path / "broken" / "cls"
     broken.mkdir(parents=True)
