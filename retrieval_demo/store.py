@@ -180,3 +180,18 @@ def build_index(model: str, images: str, out: str, params: IndexParams | None = 
     return {"num_images": len(paths), "num_added": len(new_paths), "num_skipped": emb.skipped,
             "dim": int(vectors.shape[1]), "index": params.kind, "seconds": round(time.perf_counter() - t0, 3),
             "out": str(folder)}
+
+
+def rebuild_index(source: str | Path, out: str | Path, params: IndexParams) -> dict[str, Any]:
+    """Another index kind over an existing index's embeddings (no re-embedding): same model, root and paths."""
+    params.validate()
+    src = ImageIndex(source)
+    t0 = time.perf_counter()
+    vectors = src.embeddings()
+    index = build_faiss(vectors, params)
+    if params.kind == "ivf" and not params.nlist:
+        params.nlist = index.nlist
+    manifest = {**src.manifest, "params": asdict(params), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    _write(Path(out), index, vectors, src.paths, manifest)
+    return {"num_images": len(src.paths), "dim": int(vectors.shape[1]), "index": params.kind,
+            "seconds": round(time.perf_counter() - t0, 3), "out": str(out)}

@@ -65,6 +65,17 @@ def test_add_appends_new_images_and_refuses_another_model(tmp_path, onnx_model, 
         build_index(str(other), str(images), str(out), add=True, workers=0)
 
 
+def test_rebuild_reuses_the_embeddings_for_another_kind(flat_index, tmp_path):
+    from retrieval_demo.store import rebuild_index
+
+    out = rebuild_index(flat_index, tmp_path / "hnsw", IndexParams(kind="hnsw", m=8))
+    hnsw, flat = ImageIndex(tmp_path / "hnsw"), ImageIndex(flat_index)
+    assert out["num_images"] == 24 and hnsw.paths == flat.paths and hnsw.params.kind == "hnsw"
+    assert hnsw.manifest["model"] == flat.manifest["model"]
+    _, got = hnsw.search(flat.embeddings(), 1)
+    assert [row[0] for row in got] == flat.paths  # every image still finds itself first
+
+
 @pytest.mark.parametrize("kind,params,floor", [("hnsw", dict(m=16, ef_search=64), 0.95),
                                                ("ivf", dict(nlist=32, nprobe=32), 0.999),
                                                ("ivf", dict(nlist=32, nprobe=8), 0.8)])
