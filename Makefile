@@ -26,8 +26,9 @@ export EDGEDISTILL_DATA    := $(abspath $(DATADIR))
 .PHONY: setup data test demo bench clean help
 
 help:
-	@echo "make demo   set up, then distil $(STUDENT) from $(notdir $(TEACHER)) and evaluate it (minutes on 2 cores)"
+	@echo "make demo   set up, then distil $(STUDENT) from $(notdir $(TEACHER)), evaluate, export, benchmark, index"
 	@echo "make test   set up, then run the test suite"
+	@echo "make bench  pytest-benchmark micro-benchmarks and the standard benchmark (rewrites docs/BENCHMARKS.md)"
 	@echo "variables:  TESTBED=$(TESTBED) DATA=$(DATA) VAL=$(VAL) TEACHER=$(TEACHER) OUT=$(OUT)"
 
 setup: $(VENV)/.installed

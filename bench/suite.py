@@ -145,7 +145,7 @@ def render(sections: list[dict], command: str) -> str:
     cpu = env["cpu"]
     v = env["versions"]
     lines = ["# Benchmarks", "",
-             "Produced by `make bench` on this machine; the exact command:", "", "```", command, "```", "",
+             "Produced on this machine by the standard benchmark (the second step of `make bench`); the exact command:", "", "```", command, "```", "",
              f"Machine: {cpu['model']}, {cpu['usable_cores']} usable cores ({', '.join(cpu['flags'])}), "
              f"{env['memory_gb']} GB, {env['threads']} threads per runtime, measured fp32 peak "
              f"{env['peak_gflops_fp32']} GFLOP/s; " + ", ".join(f"{k} {val}" for k, val in v.items() if val) + ".", "",

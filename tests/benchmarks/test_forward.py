@@ -17,6 +17,7 @@ from distill.preprocess import Preprocess
 from distill.students import create_student
 from export import ExportConfig, export_model, load_backend
 from export.formats import FORMATS
+from tests.conftest import make_image
 
 STUDENTS = ("mobilenetv3_large_100", "efficientnet_b0", "alexnet")
 BACKENDS = (("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8"),
@@ -28,6 +29,9 @@ BACKENDS = (("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8"),
 def exported(tmp_path_factory):
     """(student, size) -> run folder with student.pt and its exports, built once per session."""
     cache = {}
+    images = tmp_path_factory.mktemp("calib")
+    for i in range(32):  # int8 needs calibration images; latency does not depend on what they show
+        make_image(images / f"{i}.png", size=(64, 64), color=(40 + 6 * i, 120, 200 - 5 * i), seed=i)
 
     def get(name: str, size: int, fmt: str, precision: str):
         key = (name, size)
@@ -43,9 +47,12 @@ def exported(tmp_path_factory):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 report = export_model(ExportConfig(model=str(run), formats=(fmt,), precisions=(precision,),
-                                                   calib_size=16, parity_size=16, out=str(run / "export"),
+                                                   calib=str(images), calib_size=16, parity_size=16,
+                                                   out=str(run / "export"),
                                                    allow_parity_failure=True, workers=0))
-            cache[key][(fmt, precision)] = report["artifacts"][0]["path"]
+            (art,) = report["artifacts"]
+            assert art["path"], art["error"]
+            cache[key][(fmt, precision)] = art["path"]
         return cache[key][(fmt, precision)]
 
     return get
