@@ -20,6 +20,8 @@ METHOD   ?= seed
 LIMIT    ?= 10000
 EPOCHS   ?= 2
 
+comma    := ,
+
 export EDGEDISTILL_TESTBED := $(abspath $(TESTBED))
 export EDGEDISTILL_DATA    := $(abspath $(DATADIR))
 
@@ -74,10 +76,10 @@ demo: setup data
 	  --warmup-s 0.5 --min-time-s 1 --rounds 2 --out $(OUT)/bench
 	$(BIN)/edgedistill retrieve index --model $(OUT)/student/export/$(STUDENT)-onnx-fp32.onnx \
 	  --images $(DATA) --out $(OUT)/index
-	$(if $(wildcard $(VAL)),$(BIN)/edgedistill retrieve eval --index $(OUT)/index --queries $(VAL) --limit 1000 -k 1,10)
+	$(if $(wildcard $(VAL)),$(BIN)/edgedistill retrieve eval --index $(OUT)/index --queries $(VAL) --limit 1000 -k 1$(comma)10)
 	@echo
 	@echo "demo outputs:"
-	@echo "  $(OUT)/student          student.pt, metrics.jsonl, summary.json$(if $(wildcard $(VAL)),, eval.json)"
+	@echo "  $(OUT)/student          student.pt, metrics.jsonl, summary.json$(if $(wildcard $(VAL)),$(comma) eval.json)"
 	@echo "  $(OUT)/student/export   ONNX and OpenVINO artifacts, export.json (parity per artifact)"
 	@echo "  $(OUT)/bench            report.md, report.json, report.csv, latency_vs_accuracy.png"
 	@echo "  $(OUT)/index            faiss index; search it: $(BIN)/edgedistill retrieve serve --index $(OUT)/index"
