@@ -26,6 +26,7 @@ from distill.progress import progress
 from distill.students import create_student
 
 STUDENTS = ("mobilenetv3_large_100", "efficientnet_b0", "alexnet")
+NOTES = "<!-- notes: hand-written below this line, kept when the tables are regenerated -->"
 SIZES = (32, 224)
 
 
@@ -192,7 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench.suite " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     text = render(sections, command)
     if cfg.doc:
-        atomic_write_text(Path(cfg.doc), text)
+        doc = Path(cfg.doc)
+        old = doc.read_text() if doc.is_file() else ""
+        if NOTES in old:  # hand-written reading of the numbers survives a regeneration
+            text += "\n" + NOTES + old.split(NOTES, 1)[1]
+        atomic_write_text(doc, text)
     if cfg.export_doc:
         write_between_markers(Path(cfg.export_doc), "parity", parity_table(sections, command))
     print(text)

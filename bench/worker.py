@@ -20,7 +20,16 @@ from bench.timing import measure
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    """This process's own peak resident memory. ``VmHWM`` resets at exec; ``ru_maxrss`` would not (Linux keeps
+    the parent's peak across fork + exec), and would report the benchmark driver's memory for every backend."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux, the fallback elsewhere
 
 
 def _sync(device: str):
