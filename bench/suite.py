@@ -20,7 +20,7 @@ import torch
 
 from bench.report import markdown_table
 from bench.runner import BenchConfig, run_bench
-from distill.checkpoint import atomic_write_text, save_student
+from distill.checkpoint import atomic_write_text, save_student, write_between_markers
 from distill.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from distill.progress import progress
 from distill.students import create_student
@@ -128,17 +128,6 @@ def parity_table(sections: list[dict], command: str) -> str:
 
 def _num(v, digits: int, kind: str = "f") -> str:
     return "-" if v is None else f"{v:.{digits}{kind}}"
-
-
-def write_between_markers(path: Path, name: str, body: str) -> None:
-    """Replace the text between ``<!-- name:begin -->`` and ``<!-- name:end -->`` (appended when absent)."""
-    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    text = path.read_text() if path.is_file() else ""
-    if begin not in text:
-        text += f"\n{begin}\n{end}\n"
-    pre, rest = text.split(begin, 1)
-    post = rest.split(end, 1)[1] if end in rest else "\n"
-    atomic_write_text(path, f"{pre}{begin}\n{body}{end}{post}")
 
 
 def render(sections: list[dict], command: str) -> str:

@@ -143,3 +143,14 @@ def load_student(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     model.eval().to(device)
     meta = {k: v for k, v in obj.items() if k != "state_dict"}
     return LoadedStudent(model, Preprocess.from_dict(obj["preprocess"]), meta, p)
+
+
+def write_between_markers(path: Path, name: str, body: str) -> None:
+    """Replace the text between ``<!-- name:begin -->`` and ``<!-- name:end -->`` (appended when absent)."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = path.read_text() if path.is_file() else ""
+    if begin not in text:
+        text += f"\n{begin}\n{end}\n"
+    pre, rest = text.split(begin, 1)
+    post = rest.split(end, 1)[1] if end in rest else "\n"
+    atomic_write_text(path, f"{pre}{begin}\n{body}{end}{post}")

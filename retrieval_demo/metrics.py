@@ -50,15 +50,13 @@ def _class_of(rel_path: str) -> str:
     return parts[0] if len(parts) > 1 else ""
 
 
-def query_latency(backend, index: ImageIndex, images: list[np.ndarray], k: int = 10, **search_kw) -> dict[str, float]:
+def query_latency(backend, index: ImageIndex, images: np.ndarray, k: int = 10, **search_kw) -> dict[str, float]:
     """One query at a time, as a user sends them: p50 / p99 of embedding, search and both (milliseconds).
-    ``images`` are decoded uint8 (3, S, S) arrays; decoding is not timed."""
+    ``images`` is a preprocessed (N, 3, S, S) float32 batch; decoding is not timed."""
     embed_ms, search_ms = [], []
-    pre = backend.preprocess
-    for img in images[:5]:  # warm-up: first calls allocate and pick kernels
-        index.search(backend(pre.numpy_from_uint8(img[None])), k, **search_kw)
-    for img in images:
-        x = pre.numpy_from_uint8(img[None])
+    for x in images[:5, None]:  # warm-up: first calls allocate and pick kernels
+        index.search(backend(x), k, **search_kw)
+    for x in images[:, None]:
         t0 = time.perf_counter()
         emb = backend(x)
         t1 = time.perf_counter()
@@ -106,13 +104,9 @@ def evaluate_index(index: ImageIndex, queries: str, ks: tuple[int, ...] = (1, 5,
         for k in ks:
             result[f"recall@{k}_vs_exact"] = recall_vs_exact(paths, exact_paths, k)
     if latency_queries:
-        from distill.data import load_rgb, resize_center_crop
-
-        pre = backend.preprocess
         picked = [folder.absolute(int(i)) for i in emb.indices[:: max(1, len(emb.indices) // latency_queries)]]
-        decoded = [np.asarray(resize_center_crop(load_rgb(p), pre.input_size, pre.crop_pct), np.uint8).transpose(2, 0, 1)
-                   for p in picked[:latency_queries]]
-        result.update(query_latency(backend, index, decoded, max(ks), nprobe=nprobe, ef_search=ef_search))
+        batch = backend.load_images(picked[:latency_queries])  # decoded and normalised outside the timing
+        result.update(query_latency(backend, index, batch, max(ks), nprobe=nprobe, ef_search=ef_search))
     result.update(num_queries=len(query_classes), num_skipped=emb.skipped, num_indexed=len(index),
                   index=index.params.kind, nprobe=(nprobe or index.params.nprobe) if index.params.kind == "ivf" else None,
                   ef_search=(ef_search or index.params.ef_search) if index.params.kind == "hnsw" else None,

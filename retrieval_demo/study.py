@@ -16,7 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from distill.checkpoint import atomic_write_json, atomic_write_text
+from distill.checkpoint import atomic_write_json, write_between_markers
 from retrieval_demo.metrics import evaluate_index
 from retrieval_demo.store import INDEX_KINDS, ImageIndex, IndexParams, build_index, rebuild_index
 
@@ -88,14 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     table = render(rows, command)
     atomic_write_json(out / "study.json", rows)
     if args.doc:
-        doc = Path(args.doc)
-        begin, end = "<!-- study:begin -->", "<!-- study:end -->"
-        text = doc.read_text() if doc.is_file() else f"{begin}\n{end}\n"
-        if begin not in text:
-            text += f"\n{begin}\n{end}\n"
-        pre, rest = text.split(begin, 1)
-        post = rest.split(end, 1)[1] if end in rest else ""
-        atomic_write_text(doc, f"{pre}{begin}\n{table}{end}{post}")
+        write_between_markers(Path(args.doc), "study", table)
     print(table)
     return 0
 
