@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import warnings
 from importlib.metadata import entry_points
@@ -18,7 +19,8 @@ from types import ModuleType
 
 from distill.errors import EdgeDistillError
 
-BUILTIN_COMMANDS = {"train": "distill.commands.train", "eval": "distill.commands.evaluate"}
+BUILTIN_COMMANDS = {"train": "distill.commands.train", "eval": "distill.commands.evaluate",
+                    "cache-teacher": "distill.commands.cache_teacher"}
 
 
 def command_modules() -> dict[str, str]:
@@ -64,7 +66,8 @@ def execute(module: ModuleType, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("edgedistill: interrupted", file=sys.stderr)
         return 130
-    _print_result(module, args, result)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone reports
+        _print_result(module, args, result)
     return 0
 
 

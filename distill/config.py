@@ -22,8 +22,8 @@ class TrainConfig:
     out: str | None = None  # run folder; default runs/<student>-<method>
     img_size: int | None = None  # student input; default: the teacher's input size
     epochs: int = 10
-    batch_size: int = 256  # the papers' batch
-    lr: float | None = None  # default: base_lr * batch_size / 256 (linear scaling rule)
+    batch_size: int = 256  # the papers' batch; global: split evenly over torchrun's processes
+    lr: float | None = None  # default: base_lr * batch_size / 256 (linear scaling rule, global batch)
     base_lr: float = 0.05  # CompRess (0.05 per 256); MoCo-v2/SEED use 0.03 for 200 epochs
     momentum: float = 0.9  # SGD momentum, all three papers
     weight_decay: float = 1e-4  # all three papers
@@ -43,6 +43,9 @@ class TrainConfig:
     max_steps: int | None = None  # stop early (smoke tests, fixed budgets)
     amp: bool = True  # bf16/fp16 autocast on CUDA (ignored on CPU)
     channels_last: bool = True  # on CUDA (ignored on CPU)
+    compile: bool = False  # torch.compile the student + head (pays a compile time up front)
+    sync_bn: bool = False  # BatchNorm over the global batch under torchrun (distill.sync_bn)
+    teacher_cache: str | None = None  # folder from `edgedistill cache-teacher`: no teacher forward passes
     knn_k: int = 20  # DINO's weighted kNN
     knn_t: float = 0.07
     augmentation: str = "auto"  # mocov2 | light | none | auto (light up to 64 px: see AugmentConfig.light)

@@ -20,4 +20,5 @@ def progress(iterable: Iterable[T] | None = None, **kwargs) -> tqdm:
     kwargs.setdefault("dynamic_ncols", True)
     kwargs.setdefault("mininterval", 0.5 if sys.stderr.isatty() else 10.0)
     kwargs.setdefault("leave", False)
-    return tqdm(iterable, disable=not progress_enabled(), **kwargs)
+    kwargs["disable"] = kwargs.get("disable") or not progress_enabled()
+    return tqdm(iterable, **kwargs)

@@ -1,24 +1,34 @@
-"""``edgedistill train`` end to end: train, evaluate when a labelled --val is given, write summary.json."""
+"""``edgedistill train`` end to end: train, evaluate when a labelled --val is given, write summary.json.
+
+Under torchrun every rank trains; rank 0 alone evaluates and writes the summary.
+"""
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from distill.checkpoint import atomic_write_json
+from distill.checkpoint import atomic_write_json, load_student
 from distill.config import TrainConfig
 from distill.data import scan_folder
+from distill.distributed import context_from_env, init_distributed, shutdown_distributed
 from distill.embedders import StudentEmbedder
-from distill.checkpoint import load_student
 from distill.evaluate import evaluate_knn
-from distill.trainer import Trainer
+from distill.trainer import Trainer, resolve_device
 
 
 def train_and_evaluate(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     started = time.time()
     val_folder = scan_folder(cfg.val) if cfg.val else None  # fail on a bad --val before training, not after
-    trainer = Trainer(cfg, resume=resume)
-    summary = trainer.fit()
+    ctx = context_from_env()
+    device = init_distributed(ctx, resolve_device(cfg.device))
+    try:
+        trainer = Trainer(cfg, resume=resume, dist=ctx, device=device)
+        summary = trainer.fit()
+    finally:
+        shutdown_distributed()
     summary["config"] = cfg.to_dict()
+    if not ctx.is_main:
+        return summary
     if val_folder is not None:
         if trainer.folder.has_labels and val_folder.has_labels:
             embedder = StudentEmbedder(load_student(trainer.out), trainer.device)

@@ -5,6 +5,11 @@ input size and normalised with its own statistics), embed it with the teacher (n
 the student (+ head) and, where the loss asks for it, with the momentum student; take an SGD step; update the
 momentum student.
 
+With ``--teacher-cache`` the teacher's embeddings are read from a :mod:`distill.teacher_cache` instead of
+computed. Under torchrun (``WORLD_SIZE`` > 1) the student is wrapped in DistributedDataParallel, each rank
+takes its share of the global batch, and the queues are filled with embeddings gathered from all ranks; only
+rank 0 writes files. SIGINT/SIGTERM save a checkpoint before stopping (:mod:`distill.stopping`).
+
 Run folder: ``config.json`` (resolved config), ``checkpoint.pt`` (full training state, for ``--resume``),
 ``student.pt`` (deployable student), ``metrics.jsonl`` (loss, lr, images/s per logging step), ``summary.json``
 (run summary and final evaluation).
@@ -13,25 +18,32 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from distill.augment import AugmentConfig, BatchAugment, resize_views
 from distill.checkpoint import STUDENT_FILE, TRAIN_STATE_FILE, atomic_torch_save, atomic_write_json, save_student
 from distill.config import TrainConfig
 from distill.data import scan_folder
 from distill.datasets import BatchStream, MemoryImages, estimate_bytes
+from distill.distributed import DistContext, any_rank, gather_cat, mean_across_ranks
 from distill.errors import CheckpointError, ConfigError, TrainingError
 from distill.heads import ProjectionHead, StudentWithHead
 from distill.losses import create_loss
 from distill.momentum import MomentumEncoder
 from distill.preprocess import Preprocess
 from distill.progress import progress
+from distill.sync_bn import convert_sync_batchnorm
+from distill.stopping import StopSignals, TrainingInterrupted
 from distill.students import create_student
+from distill.teacher_cache import TeacherCache, cache_fingerprint
 from distill.teachers import TeacherOptions, load_teacher
 
 IN_MEMORY_AUTO_BYTES = 2 << 30
@@ -58,10 +70,16 @@ def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
 class Trainer:
     """Builds everything a run needs from a :class:`TrainConfig`; :meth:`fit` trains and returns the summary."""
 
-    def __init__(self, cfg: TrainConfig, resume: bool = False, rank: int = 0, world_size: int = 1, gather=None):
+    def __init__(self, cfg: TrainConfig, resume: bool = False, dist: DistContext = DistContext(),
+                 device: torch.device | None = None):
         cfg.validate()
-        self.cfg, self.rank, self.world_size = cfg, rank, world_size
-        self.device = resolve_device(cfg.device)
+        self.cfg, self.dist = cfg, dist
+        self.rank, self.world_size = dist.rank, dist.world_size
+        if cfg.batch_size % dist.world_size:
+            raise ConfigError(f"--batch-size {cfg.batch_size} (the global batch) must divide evenly over "
+                              f"{dist.world_size} processes")
+        self.local_batch = cfg.batch_size // dist.world_size
+        self.device = device or resolve_device(cfg.device)
         self.out = Path(cfg.out or f"runs/{cfg.student.replace(':', '_')}-{cfg.method}")
         self._check_run_folder(resume)
         self.folder = scan_folder(cfg.data, cfg.limit)  # cheap, and the likeliest user error: check it first
@@ -73,23 +91,33 @@ class Trainer:
         self.student_pre = Preprocess(input_size=cfg.img_size, mean=t_pre.mean, std=t_pre.std,
                                       crop_pct=1.0 if cfg.img_size <= 64 else 0.875)
         self.load_size = max(cfg.img_size, t_pre.input_size)
+        self.cache = self._open_cache() if cfg.teacher_cache else None
 
         torch.manual_seed(cfg.seed)  # the same initial weights for the same seed
         student = create_student(cfg.student, img_size=cfg.img_size)
         if cfg.embed_dim is None:
             cfg.embed_dim = 128 if cfg.method == "compress-1q" else self.teacher.embedding_dim
         self.model = StudentWithHead(student, ProjectionHead(student.num_features, cfg.hidden_dim, cfg.embed_dim))
+        if cfg.sync_bn and dist.enabled:
+            self.model = convert_sync_batchnorm(self.model, self.device)
         self.model.to(self.device)
         if self.device.type == "cuda" and cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        self.forward = self.model  # what train_step calls: DDP and/or compiled wrappers of self.model
+        if dist.enabled:
+            self.forward = DistributedDataParallel(
+                self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
+        if cfg.compile:
+            self.forward = torch.compile(self.forward)
         self.loss = create_loss(cfg.method, student_dim=cfg.embed_dim, teacher_dim=self.teacher.embedding_dim,
-                                gather=gather, **cfg.resolved_loss_options()).to(self.device)
+                                gather=gather_cat if dist.enabled else None,
+                                **cfg.resolved_loss_options()).to(self.device)
         cfg.loss_options = {k: v for k, v in cfg.resolved_loss_options().items() if k != "queue_size"}
         cfg.queue_size = cfg.resolved_loss_options()["queue_size"]
         self.momentum = (MomentumEncoder(self.model, cfg.ema_momentum).to(self.device)
                          if self.loss.momentum_views else None)
         params = list(self.model.parameters()) + list(self.loss.parameters())
-        cfg.lr = cfg.lr if cfg.lr is not None else cfg.base_lr * cfg.batch_size * world_size / 256
+        cfg.lr = cfg.lr if cfg.lr is not None else cfg.base_lr * cfg.batch_size / 256  # global batch
         self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         self.amp_dtype = None
         if self.device.type == "cuda" and cfg.amp:
@@ -99,7 +127,7 @@ class Trainer:
             cfg.augment = AugmentConfig.preset(cfg.augmentation, cfg.img_size)
         self.augment = BatchAugment(cfg.augment, self.load_size)
         self.center = torch.zeros(self.teacher.embedding_dim, device=self.device)
-        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed * 1000 + rank)
+        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed * 1000 + self.rank)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.elapsed = 0.0
         self.images_seen = 0
@@ -115,6 +143,16 @@ class Trainer:
             raise CheckpointError(f"run folder '{self.out}' already holds a run; pass --resume to continue it "
                                   "or --out NEW_FOLDER for a new one")
 
+    def _open_cache(self) -> TeacherCache:
+        """Open ``--teacher-cache`` and refuse it unless teacher, data and decode size match this run."""
+        cfg = self.cfg
+        full = scan_folder(cfg.data) if cfg.limit else self.folder
+        cache = TeacherCache(cfg.teacher_cache, self.folder, full_folder=full)
+        expected = cache_fingerprint(self.teacher, full, self.load_size, 1, AugmentConfig.none(), 0)
+        del expected["views"]  # the view recipe is the cache's own choice
+        cache.check(expected)
+        return cache
+
     def _state(self) -> dict[str, Any]:
         return {
             "config": self.cfg.to_dict(), "model": self.model.state_dict(), "loss": self.loss.state_dict(),
@@ -124,6 +162,7 @@ class Trainer:
             "elapsed": self.elapsed, "images_seen": self.images_seen,
             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
             "center": self.center, "teacher_fingerprint": self.teacher.fingerprint(), "data_fingerprint": self.folder.fingerprint(),
+            "world_size": self.world_size,
         }
 
     def _load_state(self) -> None:
@@ -166,29 +205,34 @@ class Trainer:
         use_memory = cfg.in_memory == "on" or (
             cfg.in_memory == "auto" and estimate_bytes(len(self.folder), self.load_size) <= IN_MEMORY_AUTO_BYTES)
         memory = MemoryImages(self.folder, self.load_size, workers=cfg.workers) if use_memory else None
-        stream = BatchStream(self.folder, self.load_size, cfg.batch_size, memory=memory, workers=cfg.workers,
+        stream = BatchStream(self.folder, self.load_size, self.local_batch, memory=memory, workers=cfg.workers,
                              pin_memory=self.device.type == "cuda", seed=cfg.seed, rank=self.rank,
                              world_size=self.world_size)
         if stream.batches_per_epoch() == 0:
-            raise ConfigError(f"{len(self.folder)} readable images make no full batch of {cfg.batch_size}; "
+            raise ConfigError(f"{len(self.folder)} readable images make no full batch of {self.local_batch}; "
                               "lower --batch-size")
         return stream
 
     # -- one step -------------------------------------------------------------------------------------------
-    def train_step(self, images: torch.Tensor) -> float:
+    def train_step(self, images: torch.Tensor, indices: torch.Tensor | None = None) -> float:
+        """One optimisation step on a (B, 3, S, S) uint8 batch; ``indices`` (B,) are folder positions (needed
+        with a teacher cache). Returns the loss."""
         cfg, t_pre, s_pre = self.cfg, self.teacher.preprocess, self.student_pre
         images = images.to(self.device, non_blocking=True)
         b = images.shape[0]
         views = [self.augment(images, self.generator) for _ in range(self.loss.views)]
-        t_in = torch.cat([t_pre.normalize(resize_views(v, t_pre.input_size)) for v in views])
         s_in = torch.cat([s_pre.normalize(resize_views(v, s_pre.input_size)) for v in views])
         if self.device.type == "cuda" and cfg.channels_last:
             s_in = s_in.contiguous(memory_format=torch.channels_last)
         autocast = (torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else nullcontext())
-        with torch.no_grad(), autocast:
-            teacher_emb = (self.teacher(t_in).float() - self.center).view(self.loss.views, b, -1)
+        if self.cache is not None:
+            teacher_emb = self.cache.lookup(indices, self.loss.views, self.generator, self.device) - self.center
+        else:
+            t_in = torch.cat([t_pre.normalize(resize_views(v, t_pre.input_size)) for v in views])
+            with torch.no_grad(), autocast:
+                teacher_emb = (self.teacher(t_in).float() - self.center).view(self.loss.views, b, -1)
         with autocast:
-            student_emb = self.model(s_in).float().view(self.loss.views, b, -1)
+            student_emb = self.forward(s_in).float().view(self.loss.views, b, -1)
             momentum_emb = None
             if self.momentum is not None:
                 momentum_emb = torch.stack([self.momentum(s_in[v * b:(v + 1) * b], self.generator).float()
@@ -198,16 +242,18 @@ class Trainer:
             raise TrainingError(f"non-finite loss ({loss.item()}) at step {self.step}; the last good checkpoint "
                                 f"in '{self.out}' is intact; lower --lr or check the teacher's outputs")
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        self.scaler.scale(loss).backward()  # DDP all-reduces (averages) the gradients here
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if self.momentum is not None:
-            self.momentum.update(self.model)
+            self.momentum.update(self.model)  # same gradients on every rank -> the same EMA everywhere
         return float(loss.detach())
 
     @torch.no_grad()
     def estimate_center(self, stream: BatchStream, num_images: int = 2048) -> torch.Tensor:
         """The teacher's mean embedding over the first images of the data (the same on every rank)."""
+        if self.cache is not None:
+            return self.cache.mean(np.arange(min(num_images, len(self.folder)))).to(self.device)
         t_pre, total, count = self.teacher.preprocess, None, 0
         order = BatchStream(self.folder, self.load_size, 256, memory=stream.memory, workers=self.cfg.workers,
                             drop_last=False, shuffle=False)
@@ -222,9 +268,9 @@ class Trainer:
 
     # -- loop -----------------------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
-        cfg = self.cfg
+        cfg, main = self.cfg, self.rank == 0
         self.out.mkdir(parents=True, exist_ok=True)
-        if self.rank == 0:
+        if main:
             atomic_write_json(self.out / "config.json", cfg.to_dict())
         stream = self._stream()
         if cfg.teacher_center and self.step == 0:
@@ -235,42 +281,47 @@ class Trainer:
             total = min(total, cfg.max_steps)
         warmup = min(int(cfg.warmup_epochs * per_epoch), max(0, total - 1))
         self.model.train()
-        metrics = open(self.out / "metrics.jsonl", "a") if self.rank == 0 else None
-        bar = progress(total=total, initial=self.step, desc=f"{cfg.method} {cfg.student}", unit="step")
+        metrics = open(self.out / "metrics.jsonl", "a") if main else None
+        bar = progress(total=total, initial=self.step, desc=f"{cfg.method} {cfg.student}", unit="step",
+                       disable=not main)
         window_t, window_n, last_loss = time.perf_counter(), 0, float("nan")
         try:
-            while self.step < total:
-                completed = True
-                for batch in stream.epoch(self.epoch, self.batch_in_epoch):
-                    if self.step >= total:
-                        completed = False
-                        break
-                    lr = lr_at(self.step, total, warmup, cfg.lr)
-                    for group in self.optimizer.param_groups:
-                        group["lr"] = lr
-                    t0 = time.perf_counter()
-                    last_loss = self.train_step(batch.images)
-                    self.elapsed += time.perf_counter() - t0
-                    n = batch.images.shape[0] * self.world_size
-                    self.step, self.batch_in_epoch = self.step + 1, self.batch_in_epoch + 1
-                    self.images_seen += n
-                    window_n += n
-                    bar.update(1)
-                    if self.step % cfg.log_every == 0 or self.step == total:
-                        now = time.perf_counter()
-                        ips = window_n / max(now - window_t, 1e-9)
-                        window_t, window_n = now, 0
-                        bar.set_postfix(epoch=self.epoch, loss=f"{last_loss:.4f}", img_s=f"{ips:.0f}")
-                        if metrics:
-                            metrics.write(json.dumps({"step": self.step, "epoch": self.epoch, "loss": last_loss,
-                                                      "lr": lr, "images_per_s": ips,
-                                                      "elapsed_s": round(self.elapsed, 3)}) + "\n")
-                            metrics.flush()
-                    if cfg.save_every and self.step % cfg.save_every == 0:
-                        self.save()
-                if completed:
-                    self.epoch, self.batch_in_epoch = self.epoch + 1, 0
-                self.save()
+            with StopSignals() as stop:
+                while self.step < total:
+                    completed = True
+                    for batch in stream.epoch(self.epoch, self.batch_in_epoch):
+                        if self.step >= total:
+                            completed = False
+                            break
+                        lr = lr_at(self.step, total, warmup, cfg.lr)
+                        for group in self.optimizer.param_groups:
+                            group["lr"] = lr
+                        t0 = time.perf_counter()
+                        last_loss = self.train_step(batch.images, batch.indices)
+                        self.elapsed += time.perf_counter() - t0
+                        n = batch.images.shape[0] * self.world_size
+                        self.step, self.batch_in_epoch = self.step + 1, self.batch_in_epoch + 1
+                        self.images_seen += n
+                        window_n += n
+                        bar.update(1)
+                        if self.step % cfg.log_every == 0 or self.step == total:
+                            last_loss = mean_across_ranks(last_loss, self.device)
+                            now = time.perf_counter()
+                            ips = window_n / max(now - window_t, 1e-9)
+                            window_t, window_n = now, 0
+                            bar.set_postfix(epoch=self.epoch, loss=f"{last_loss:.4f}", img_s=f"{ips:.0f}")
+                            if metrics:
+                                metrics.write(json.dumps({"step": self.step, "epoch": self.epoch, "loss": last_loss,
+                                                          "lr": lr, "images_per_s": ips,
+                                                          "elapsed_s": round(self.elapsed, 3)}) + "\n")
+                                metrics.flush()
+                        if cfg.save_every and self.step % cfg.save_every == 0:
+                            self.save()
+                        if any_rank(stop.received is not None, self.device):
+                            self._stop_on_signal(stop.received, stream, per_epoch)
+                    if completed:
+                        self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+                    self.save()
         finally:
             bar.close()
             if metrics:
@@ -279,6 +330,16 @@ class Trainer:
             "run_dir": str(self.out), "student": cfg.student, "method": cfg.method, "teacher": cfg.teacher,
             "steps": self.step, "epochs_done": self.epoch, "images_seen": self.images_seen,
             "num_images": len(self.folder), "num_skipped": len(stream.skipped),
-            "train_seconds": round(self.elapsed, 2),
+            "train_seconds": round(self.elapsed, 2), "world_size": self.world_size,
             "images_per_s": round(self.images_seen / max(self.elapsed, 1e-9), 1), "final_loss": last_loss,
         }
+
+    def _stop_on_signal(self, signum: int | None, stream: BatchStream, per_epoch: int) -> None:
+        """Save where the run stands (the sampler position included) and stop with 128 + signal."""
+        if self.batch_in_epoch >= per_epoch:
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        self.save()
+        signum = signum or signal.SIGTERM  # another rank received it
+        name = signal.Signals(signum).name
+        raise TrainingInterrupted(f"stopped by {name} at step {self.step}; checkpoint saved in '{self.out}'; "
+                                  "continue with --resume", signum)

@@ -4,6 +4,11 @@ Examples:
   edgedistill train --data cifar10/train --val cifar10/test --teacher cifar_resnet56.onnx \\
       --student mobilenetv3_large_100 --method seed --epochs 5 --out runs/seed
   edgedistill train --out runs/seed --resume ...   (continue from the last checkpoint)
+  edgedistill cache-teacher --data cifar10/train --teacher cifar_resnet56.onnx --out runs/cache
+  edgedistill train ... --teacher-cache runs/cache   (teacher embeddings read, not computed)
+  torchrun --nproc_per_node 4 -m distill train ...   (data-parallel; --batch-size is the global batch)
+
+Ctrl-C or SIGTERM saves a checkpoint before stopping; --resume continues from it.
 """
 from __future__ import annotations
 
@@ -58,6 +63,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-every", type=int, default=0, help="steps between mid-epoch checkpoints (0: epoch ends)")
     p.add_argument("--max-steps", type=positive_int, help="stop after N steps (smoke tests, fixed budgets)")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    p.add_argument("--compile", action="store_true", help="torch.compile the student (compiles for a while first)")
+    p.add_argument("--sync-bn", action="store_true", help="BatchNorm statistics over the global batch under torchrun (SyncBatchNorm)")
+    p.add_argument("--teacher-cache", metavar="CACHE",
+                   help="teacher embeddings from edgedistill cache-teacher: the teacher is never run")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     add_teacher_arguments(p)
     add_json_flag(p)
@@ -76,7 +85,8 @@ def config_from_args(args: argparse.Namespace):
         loss_options=loss_options, ema_momentum=args.ema_momentum, hidden_dim=args.hidden_dim,
         embed_dim=args.embed_dim, augmentation=args.augment, teacher_center=args.teacher_center, limit=args.limit, in_memory=args.in_memory, device=args.device,
         workers=args.workers, seed=args.seed, log_every=args.log_every, save_every=args.save_every,
-        max_steps=args.max_steps, amp=not args.no_amp, teacher_weights=opts.weights, teacher_arch=opts.arch,
+        max_steps=args.max_steps, amp=not args.no_amp, compile=args.compile, sync_bn=args.sync_bn,
+        teacher_cache=args.teacher_cache, teacher_weights=opts.weights, teacher_arch=opts.arch,
         teacher_drop_head=opts.drop_head, teacher_input_size=opts.input_size, teacher_mean=opts.mean,
         teacher_std=opts.std)
 

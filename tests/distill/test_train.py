@@ -45,10 +45,10 @@ def test_a_killed_run_resumes_to_the_same_weights(cifar_small, resnet56_onnx, tm
     interrupted = Trainer(cfg)
     real_step = interrupted.train_step
 
-    def crash_in_epoch_two(images):
+    def crash_in_epoch_two(images, indices=None):
         if interrupted.step == 7:  # epoch 1 ended (and was checkpointed) at step 5
             raise RuntimeError("simulated crash")
-        return real_step(images)
+        return real_step(images, indices)
 
     monkeypatch.setattr(interrupted, "train_step", crash_in_epoch_two)
     with pytest.raises(RuntimeError, match="simulated crash"):

@@ -1,0 +1,167 @@
+"""Teacher embeddings computed once and stored memory-mapped, so training never runs the teacher.
+
+This is what CompRess and SimReg do for their largest teachers. A cache holds, for every image of a folder,
+``views`` teacher embeddings as float16: view 0 is the centre crop (the image exactly as the trainer decodes
+it), views 1.. are fixed random augmentations drawn once with a seeded generator. During training the student
+still sees a fresh random augmentation each step, while the teacher's embedding comes from one of the fixed
+views: the pair is no longer the same view, which is the price of not running the teacher (docs/RESULTS.md
+measures it).
+
+Layout of a cache folder::
+
+    CACHE/meta.json        format, fingerprint parts, shape, image order (relative paths), readable mask
+    CACHE/embeddings.npy   (N, views, D) float16, opened with numpy's memmap
+
+The fingerprint has four parts (teacher files and preprocessing, the data folder, the decode size, the view
+recipe); a cache whose parts differ from the run's is refused with the part that changed named.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from distill.augment import AugmentConfig, BatchAugment, resize_views
+from distill.data import ImageFolder
+from distill.datasets import BatchStream
+from distill.errors import CheckpointError
+from distill.progress import progress
+from distill.teachers import Teacher
+
+CACHE_FORMAT = "edgedistill.teacher-cache/1"
+META_FILE, EMB_FILE = "meta.json", "embeddings.npy"
+
+
+def cache_fingerprint(teacher: Teacher, folder: ImageFolder, load_size: int, views: int,
+                      augment: AugmentConfig, seed: int) -> dict[str, str]:
+    """The four parts a cache must agree on with a training run, each a SHA-256 hex digest."""
+    recipe = {"views": views, "seed": seed, "augment": asdict(augment) if views > 1 else None}
+    return {
+        "teacher": teacher.fingerprint(),
+        "data": folder.fingerprint(),
+        "decode_size": hashlib.sha256(str(load_size).encode()).hexdigest(),
+        "views": hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest(),
+    }
+
+
+@torch.no_grad()
+def build_teacher_cache(teacher: Teacher, folder: ImageFolder, out: str | os.PathLike, *, load_size: int,
+                        views: int = 1, augment: AugmentConfig | None = None, seed: int = 0, batch_size: int = 256,
+                        workers: int = 2, device: torch.device | str = "cpu", overwrite: bool = False) -> dict[str, Any]:
+    """Embed every image of ``folder`` ``views`` times with ``teacher``; write the cache atomically to ``out``.
+
+    The folder is filled under a temporary name beside ``out`` and renamed into place at the end, so an
+    interrupted run leaves no half-written cache, and an existing cache is only replaced with ``overwrite``.
+    """
+    out, device = Path(out), torch.device(device)
+    if out.exists() and not overwrite:
+        raise CheckpointError(f"'{out}' already exists; pass --overwrite to replace it or choose another --out")
+    augment = augment or AugmentConfig.light()
+    t_pre = teacher.preprocess
+    stream = BatchStream(folder, load_size, batch_size, workers=workers, drop_last=False, shuffle=False)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        dim = teacher.embedding_dim
+        emb = np.lib.format.open_memmap(tmp / EMB_FILE, mode="w+", dtype=np.float16, shape=(len(folder), views, dim))
+        readable = np.ones(len(folder), dtype=bool)
+        aug = BatchAugment(augment, load_size)
+        g = torch.Generator(device=device).manual_seed(seed)
+        for batch in progress(stream.epoch(0), total=stream.batches_per_epoch(), desc="teacher cache", unit="batch"):
+            images = batch.images.to(device)
+            idx = batch.indices.numpy()
+            for v in range(views):
+                view = images.float().div_(255) if v == 0 else aug(images, g)
+                out_v = teacher(t_pre.normalize(resize_views(view, t_pre.input_size))).float()
+                emb[idx, v] = out_v.cpu().numpy().astype(np.float16)
+        readable[sorted(stream.skipped)] = False
+        emb.flush()
+        del emb
+        meta = {"format": CACHE_FORMAT, "teacher": teacher.name, "num_images": len(folder), "views": views,
+                "dim": dim, "dtype": "float16", "decode_size": load_size, "seed": seed,
+                "augment": asdict(augment) if views > 1 else None,
+                "fingerprint": cache_fingerprint(teacher, folder, load_size, views, augment, seed),
+                "paths": list(folder.paths), "readable": readable.tolist()}
+        (tmp / META_FILE).write_text(json.dumps(meta) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"cache": str(out), "teacher": teacher.name, "num_images": len(folder), "views": views, "dim": dim,
+            "num_skipped": int((~readable).sum()), "bytes": int(len(folder) * views * dim * 2)}
+
+
+class TeacherCache:
+    """A cache opened for a training run: :meth:`lookup` maps folder positions to teacher embeddings.
+
+    ``rows``: for each image of the run's folder (which may be a ``--limit`` subset of the cached one), its
+    row in the cache.
+    """
+
+    def __init__(self, path: str | os.PathLike, folder: ImageFolder, expected: dict[str, str] | None = None,
+                 full_folder: ImageFolder | None = None):
+        self.path = Path(path)
+        meta_path = self.path / META_FILE
+        if not meta_path.is_file() or not (self.path / EMB_FILE).is_file():
+            raise CheckpointError(f"'{self.path}' is not a teacher cache (no {META_FILE}/{EMB_FILE}); "
+                                  "make one with: edgedistill cache-teacher --data DIR --teacher SPEC --out CACHE")
+        try:
+            self.meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"cannot read '{meta_path}' ({exc}); rebuild the cache with edgedistill cache-teacher") from None
+        if self.meta.get("format") != CACHE_FORMAT:
+            raise CheckpointError(f"'{self.path}' has format {self.meta.get('format')!r}, not {CACHE_FORMAT}; "
+                                  "rebuild it with edgedistill cache-teacher")
+        if expected is not None:
+            self.check(expected)
+        self.embeddings = np.load(self.path / EMB_FILE, mmap_mode="r")
+        n, self.views, self.dim = self.embeddings.shape
+        position = {p: i for i, p in enumerate(self.meta["paths"])}
+        if full_folder is not None and len(full_folder) != n:
+            raise CheckpointError(f"'{self.path}' holds {n} images but the folder has {len(full_folder)}; rebuild it")
+        missing = [p for p in folder.paths if p not in position]
+        if missing:
+            raise CheckpointError(f"teacher cache '{self.path}' has no entry for '{missing[0]}' "
+                                  f"({len(missing)} images missing); rebuild it for this --data")
+        self.rows = np.array([position[p] for p in folder.paths], dtype=np.int64)
+        self.readable = np.asarray(self.meta["readable"], dtype=bool)
+
+    def check(self, expected: dict[str, str]) -> None:
+        """Refuse a cache whose fingerprint differs from the run's, naming the part that changed."""
+        saved = self.meta.get("fingerprint", {})
+        reasons = {"teacher": "another teacher (or preprocessing)", "data": "other images (the folder changed)",
+                   "decode_size": "another decode size (--img-size or the teacher's input size differ)",
+                   "views": "another view recipe (--views, seed or augmentation differ)"}
+        for part, why in reasons.items():
+            if part in expected and saved.get(part) != expected[part]:
+                raise CheckpointError(f"teacher cache '{self.path}' was computed with {why}; rebuild it with "
+                                      "edgedistill cache-teacher, or train without --teacher-cache")
+
+    def lookup(self, positions: torch.Tensor, num_views: int, generator: torch.Generator | None,
+               device: torch.device) -> torch.Tensor:
+        """(num_views, B, D) float32: for each image, a cached view drawn at random (view 0 when only one)."""
+        rows = self.rows[positions.cpu().numpy()]
+        b = len(rows)
+        if self.views == 1:
+            choice = np.zeros((num_views, b), dtype=np.int64)
+        else:
+            r = torch.randint(0, self.views, (num_views, b), generator=generator, device=generator.device)
+            choice = r.cpu().numpy()
+        out = np.stack([self.embeddings[rows, choice[v]] for v in range(num_views)])
+        return torch.from_numpy(out.astype(np.float32)).to(device, non_blocking=True)
+
+    def mean(self, positions: np.ndarray) -> torch.Tensor:
+        """(D,) the mean view-0 embedding of the given folder positions (the teacher centre)."""
+        rows = np.sort(self.rows[positions])
+        rows = rows[self.readable[rows]]
+        return torch.from_numpy(np.asarray(self.embeddings[rows, 0], dtype=np.float32).mean(0))
