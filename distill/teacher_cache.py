@@ -108,8 +108,7 @@ class TeacherCache:
     row in the cache.
     """
 
-    def __init__(self, path: str | os.PathLike, folder: ImageFolder, expected: dict[str, str] | None = None,
-                 full_folder: ImageFolder | None = None):
+    def __init__(self, path: str | os.PathLike, folder: ImageFolder, expected: dict[str, str] | None = None):
         self.path = Path(path)
         meta_path = self.path / META_FILE
         if not meta_path.is_file() or not (self.path / EMB_FILE).is_file():
@@ -127,14 +126,22 @@ class TeacherCache:
         self.embeddings = np.load(self.path / EMB_FILE, mmap_mode="r")
         n, self.views, self.dim = self.embeddings.shape
         position = {p: i for i, p in enumerate(self.meta["paths"])}
-        if full_folder is not None and len(full_folder) != n:
-            raise CheckpointError(f"'{self.path}' holds {n} images but the folder has {len(full_folder)}; rebuild it")
         missing = [p for p in folder.paths if p not in position]
         if missing:
             raise CheckpointError(f"teacher cache '{self.path}' has no entry for '{missing[0]}' "
                                   f"({len(missing)} images missing); rebuild it for this --data")
         self.rows = np.array([position[p] for p in folder.paths], dtype=np.int64)
         self.readable = np.asarray(self.meta["readable"], dtype=bool)
+
+    def covered(self, full: ImageFolder) -> ImageFolder:
+        """The images of ``full`` (a scanned --data folder) that the cache holds, in cache order: the set whose
+        fingerprint the cache recorded (a cache may cover a --limit subset)."""
+        position = {p: i for i, p in enumerate(full.paths)}
+        missing = [p for p in self.meta["paths"] if p not in position]
+        if missing:
+            raise CheckpointError(f"teacher cache '{self.path}' holds '{missing[0]}', which is no longer under the "
+                                  "data folder; rebuild it with edgedistill cache-teacher")
+        return full.subset(np.array([position[p] for p in self.meta["paths"]], dtype=np.int64))
 
     def check(self, expected: dict[str, str]) -> None:
         """Refuse a cache whose fingerprint differs from the run's, naming the part that changed."""

@@ -146,9 +146,9 @@ class Trainer:
     def _open_cache(self) -> TeacherCache:
         """Open ``--teacher-cache`` and refuse it unless teacher, data and decode size match this run."""
         cfg = self.cfg
-        full = scan_folder(cfg.data) if cfg.limit else self.folder
-        cache = TeacherCache(cfg.teacher_cache, self.folder, full_folder=full)
-        expected = cache_fingerprint(self.teacher, full, self.load_size, 1, AugmentConfig.none(), 0)
+        cache = TeacherCache(cfg.teacher_cache, self.folder)
+        covered = cache.covered(scan_folder(cfg.data) if cfg.limit else self.folder)
+        expected = cache_fingerprint(self.teacher, covered, self.load_size, 1, AugmentConfig.none(), 0)
         del expected["views"]  # the view recipe is the cache's own choice
         cache.check(expected)
         return cache
