@@ -20,7 +20,7 @@ from types import ModuleType
 from distill.errors import EdgeDistillError
 
 BUILTIN_COMMANDS = {"train": "distill.commands.train", "eval": "distill.commands.evaluate",
-                    "cache-teacher": "distill.commands.cache_teacher"}
+                    "pretrain": "distill.commands.pretrain", "cache-teacher": "distill.commands.cache_teacher"}
 
 
 def command_modules() -> dict[str, str]:

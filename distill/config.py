@@ -15,9 +15,9 @@ class TrainConfig:
     """Every knob of ``edgedistill train``; each default carries its reason."""
 
     data: str  # folder of training images (labels not needed)
-    teacher: str  # teacher spec, see distill.teachers.load_teacher
+    teacher: str | None  # teacher spec, see distill.teachers.load_teacher; None for pretrain (mocov2, simclr)
     student: str = "mobilenetv3_large_100"  # SEED's student
-    method: str = "seed"  # seed | compress | compress-1q | disco
+    method: str = "seed"  # seed | compress | compress-1q | disco; without a teacher: mocov2 | simclr
     val: str | None = None  # labelled folder: kNN evaluation at the end, with `data` as the bank
     out: str | None = None  # run folder; default runs/<student>-<method>
     img_size: int | None = None  # student input; default: the teacher's input size
@@ -86,6 +86,11 @@ class TrainConfig:
             raise ConfigError(f"--in-memory must be on, off or auto, got '{self.in_memory}'")
         if not 0.0 <= self.ema_momentum < 1.0:
             raise ConfigError(f"--ema-momentum must be in [0, 1), got {self.ema_momentum}")
+        needs_teacher = LOSSES[self.method].needs_teacher
+        if needs_teacher and not self.teacher:
+            raise ConfigError(f"method '{self.method}' distils a teacher: pass --teacher (or use pretrain --method mocov2|simclr)")
+        if not needs_teacher and (self.teacher_cache or self.teacher_center):
+            raise ConfigError(f"method '{self.method}' trains without a teacher: drop --teacher-cache/--teacher-center")
         valid = loss_options(self.method)
         unknown = sorted(set(self.loss_options) - set(valid))
         if unknown:

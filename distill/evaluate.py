@@ -5,7 +5,8 @@
   top-1 and top-5;
 * 1-NN (CompRess): the label of the single nearest neighbour.
 
-Search is exact inner product on L2-normalised features with faiss.
+Search is exact inner product on L2-normalised features with faiss. Embeddings can be kept per model
+fingerprint and folder (:func:`embed_folder_cached`), so the protocols rerun in seconds.
 """
 from __future__ import annotations
 
@@ -47,6 +48,45 @@ def embed_folder(embedder, folder: ImageFolder, batch_size: int = 256, workers: 
     indices = np.concatenate(idx)
     labels = None if folder.labels is None else folder.labels[indices]
     return FolderEmbeddings(np.concatenate(feats).astype(np.float32), labels, indices, len(stream.skipped))
+
+
+def embedding_key(embedder, folder: ImageFolder) -> str:
+    """SHA-256 of what determines a folder's embeddings: the model's fingerprint, its preprocessing, the images."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256(embedder.fingerprint().encode())
+    h.update(json.dumps(embedder.preprocess.to_dict(), sort_keys=True).encode())
+    h.update(folder.fingerprint().encode())
+    return h.hexdigest()
+
+
+def embed_folder_cached(embedder, folder: ImageFolder, cache_dir: str | None, batch_size: int = 256,
+                        workers: int = 2, desc: str = "embed") -> FolderEmbeddings:
+    """:func:`embed_folder`, kept in ``cache_dir`` (one ``.npz`` per model fingerprint and folder) and reused
+    while neither changes; ``cache_dir=None`` computes every time."""
+    if cache_dir is None:
+        return embed_folder(embedder, folder, batch_size, workers, desc)
+    from pathlib import Path
+
+    from distill.checkpoint import atomic_write_bytes
+
+    path = Path(cache_dir) / f"{embedding_key(embedder, folder)}.npz"
+    if path.is_file():
+        try:
+            z = np.load(path)
+            labels = z["labels"] if z["labels"].size else None
+            return FolderEmbeddings(z["features"], labels, z["indices"], int(z["skipped"]))
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable: recompute and replace it
+    emb = embed_folder(embedder, folder, batch_size, workers, desc)
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, features=emb.features, labels=emb.labels if emb.labels is not None else np.empty(0),
+             indices=emb.indices, skipped=np.array(emb.skipped))
+    atomic_write_bytes(path, buf.getvalue())
+    return emb
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -109,12 +149,13 @@ def align_labels(train: ImageFolder, val: ImageFolder) -> ImageFolder:
 
 
 def evaluate_knn(embedder, train: ImageFolder, val: ImageFolder, k: int = 20, t: float = 0.07,
-                 batch_size: int = 256, workers: int = 2, protocols: tuple[str, ...] = ()) -> dict[str, float | int]:
+                 batch_size: int = 256, workers: int = 2, protocols: tuple[str, ...] = (),
+                 cache_dir: str | None = None) -> dict[str, float | int]:
     """Embed both folders with ``embedder`` and run weighted kNN and 1-NN (``train`` is the bank), plus any of
     ``protocols``: "linear" (probe, see distill.protocols) and "cluster" (CompRess cluster alignment)."""
     val = align_labels(train, val)
-    bank = embed_folder(embedder, train, batch_size, workers, desc="embed bank")
-    queries = embed_folder(embedder, val, batch_size, workers, desc="embed queries")
+    bank = embed_folder_cached(embedder, train, cache_dir, batch_size, workers, desc="embed bank")
+    queries = embed_folder_cached(embedder, val, cache_dir, batch_size, workers, desc="embed queries")
     result = knn_protocols(bank, queries, k, t, num_classes=len(train.classes))
     for name in protocols:
         if name == "linear":

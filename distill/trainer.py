@@ -1,4 +1,7 @@
-"""The distillation loop: a frozen teacher, a student with a projection head, one of the registered losses.
+"""The training loop: a frozen teacher, a student with a projection head, one of the registered losses.
+
+The same loop trains the self-supervised baselines (``pretrain``: MoCo-v2, SimCLR), whose losses need no
+teacher; the data pipeline, checkpoints and evaluation are then identical to distillation's.
 
 One step: augment a uint8 batch on the device (the same view for teacher and student, each resized to its own
 input size and normalised with its own statistics), embed it with the teacher (no gradients), embed it with
@@ -83,11 +86,17 @@ class Trainer:
         self.out = Path(cfg.out or f"runs/{cfg.student.replace(':', '_')}-{cfg.method}")
         self._check_run_folder(resume)
         self.folder = scan_folder(cfg.data, cfg.limit)  # cheap, and the likeliest user error: check it first
-        self.teacher = load_teacher(cfg.teacher, TeacherOptions(
-            weights=cfg.teacher_weights, arch=cfg.teacher_arch, drop_head=tuple(cfg.teacher_drop_head),
-            input_size=cfg.teacher_input_size, mean=cfg.teacher_mean, std=cfg.teacher_std), self.device)
-        cfg.img_size = cfg.img_size or self.teacher.preprocess.input_size
-        t_pre = self.teacher.preprocess
+        self.teacher = None  # a self-supervised baseline (pretrain) has none
+        if cfg.teacher is not None:
+            self.teacher = load_teacher(cfg.teacher, TeacherOptions(
+                weights=cfg.teacher_weights, arch=cfg.teacher_arch, drop_head=tuple(cfg.teacher_drop_head),
+                input_size=cfg.teacher_input_size, mean=cfg.teacher_mean, std=cfg.teacher_std), self.device)
+            t_pre = self.teacher.preprocess
+        else:
+            t_pre = Preprocess(input_size=cfg.img_size or 224, **{k: v for k, v in (
+                ("mean", cfg.teacher_mean), ("std", cfg.teacher_std)) if v is not None})
+        self.t_pre, teacher_dim = t_pre, self.teacher.embedding_dim if self.teacher else 0
+        cfg.img_size = cfg.img_size or t_pre.input_size
         self.student_pre = Preprocess(input_size=cfg.img_size, mean=t_pre.mean, std=t_pre.std,
                                       crop_pct=1.0 if cfg.img_size <= 64 else 0.875)
         self.load_size = max(cfg.img_size, t_pre.input_size)
@@ -96,7 +105,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # the same initial weights for the same seed
         student = create_student(cfg.student, img_size=cfg.img_size)
         if cfg.embed_dim is None:
-            cfg.embed_dim = 128 if cfg.method == "compress-1q" else self.teacher.embedding_dim
+            cfg.embed_dim = 128 if cfg.method == "compress-1q" or not teacher_dim else teacher_dim
         self.model = StudentWithHead(student, ProjectionHead(student.num_features, cfg.hidden_dim, cfg.embed_dim))
         if cfg.sync_bn and dist.enabled:
             self.model = convert_sync_batchnorm(self.model, self.device)
@@ -109,11 +118,11 @@ class Trainer:
                 self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
         if cfg.compile:
             self.forward = torch.compile(self.forward)
-        self.loss = create_loss(cfg.method, student_dim=cfg.embed_dim, teacher_dim=self.teacher.embedding_dim,
+        self.loss = create_loss(cfg.method, student_dim=cfg.embed_dim, teacher_dim=teacher_dim,
                                 gather=gather_cat if dist.enabled else None,
                                 **cfg.resolved_loss_options()).to(self.device)
         cfg.loss_options = {k: v for k, v in cfg.resolved_loss_options().items() if k != "queue_size"}
-        cfg.queue_size = cfg.resolved_loss_options()["queue_size"]
+        cfg.queue_size = cfg.resolved_loss_options().get("queue_size")
         self.momentum = (MomentumEncoder(self.model, cfg.ema_momentum).to(self.device)
                          if self.loss.momentum_views else None)
         params = list(self.model.parameters()) + list(self.loss.parameters())
@@ -126,7 +135,7 @@ class Trainer:
         if cfg.augment is None:
             cfg.augment = AugmentConfig.preset(cfg.augmentation, cfg.img_size)
         self.augment = BatchAugment(cfg.augment, self.load_size)
-        self.center = torch.zeros(self.teacher.embedding_dim, device=self.device)
+        self.center = torch.zeros(max(teacher_dim, 1), device=self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed * 1000 + self.rank)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.elapsed = 0.0
@@ -153,6 +162,9 @@ class Trainer:
         cache.check(expected)
         return cache
 
+    def _teacher_fingerprint(self) -> str | None:
+        return self.teacher.fingerprint() if self.teacher is not None else None
+
     def _state(self) -> dict[str, Any]:
         return {
             "config": self.cfg.to_dict(), "model": self.model.state_dict(), "loss": self.loss.state_dict(),
@@ -161,7 +173,7 @@ class Trainer:
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
             "elapsed": self.elapsed, "images_seen": self.images_seen,
             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
-            "center": self.center, "teacher_fingerprint": self.teacher.fingerprint(), "data_fingerprint": self.folder.fingerprint(),
+            "center": self.center, "teacher_fingerprint": self._teacher_fingerprint(), "data_fingerprint": self.folder.fingerprint(),
             "world_size": self.world_size,
         }
 
@@ -176,7 +188,7 @@ class Trainer:
             if saved.get(key) != getattr(self.cfg, key):
                 raise CheckpointError(f"--resume: '{path}' was trained with {key}={saved.get(key)!r}, "
                                       f"not {getattr(self.cfg, key)!r}; use the same settings or a new --out")
-        if state["teacher_fingerprint"] != self.teacher.fingerprint():
+        if state["teacher_fingerprint"] != self._teacher_fingerprint():
             raise CheckpointError(f"--resume: '{path}' was trained with another teacher; pass the same --teacher")
         if state["data_fingerprint"] != self.folder.fingerprint():
             raise CheckpointError(f"--resume: the images under '{self.cfg.data}' changed since '{path}' was written")
@@ -217,7 +229,7 @@ class Trainer:
     def train_step(self, images: torch.Tensor, indices: torch.Tensor | None = None) -> float:
         """One optimisation step on a (B, 3, S, S) uint8 batch; ``indices`` (B,) are folder positions (needed
         with a teacher cache). Returns the loss."""
-        cfg, t_pre, s_pre = self.cfg, self.teacher.preprocess, self.student_pre
+        cfg, t_pre, s_pre = self.cfg, self.t_pre, self.student_pre
         images = images.to(self.device, non_blocking=True)
         b = images.shape[0]
         views = [self.augment(images, self.generator) for _ in range(self.loss.views)]
@@ -225,7 +237,9 @@ class Trainer:
         if self.device.type == "cuda" and cfg.channels_last:
             s_in = s_in.contiguous(memory_format=torch.channels_last)
         autocast = (torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else nullcontext())
-        if self.cache is not None:
+        if not self.loss.needs_teacher:
+            teacher_emb = None
+        elif self.cache is not None:
             teacher_emb = self.cache.lookup(indices, self.loss.views, self.generator, self.device) - self.center
         else:
             t_in = torch.cat([t_pre.normalize(resize_views(v, t_pre.input_size)) for v in views])

@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import os
 
 from distill.cli import add_json_flag
 from distill.commands.common import add_teacher_arguments, positive_int, teacher_options
@@ -31,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="auto")
+    p.add_argument("--cache", metavar="DIR", default=os.environ.get("EDGEDISTILL_EMBEDDINGS"),
+                   help="keep embeddings here per model fingerprint and folder, and reuse them "
+                        "(default: $EDGEDISTILL_EMBEDDINGS, else none)")
     add_teacher_arguments(p, prefix="model")
     add_json_flag(p)
 
@@ -45,7 +49,8 @@ def run(args: argparse.Namespace) -> dict:
     val = scan_folder(args.val, args.val_limit)
     embedder = load_embedder(args.model, teacher_options(args, prefix="model"), resolve_device(args.device))
     extra = {"linear": ("linear",), "cluster": ("cluster",), "all": ("linear", "cluster")}.get(args.protocol, ())
-    result = evaluate_knn(embedder, train, val, args.k, args.temperature, args.batch_size, args.workers, extra)
+    result = evaluate_knn(embedder, train, val, args.k, args.temperature, args.batch_size, args.workers, extra,
+                          cache_dir=args.cache)
     out = {"model": args.model, "protocol": args.protocol, **result}
     if args.protocol == "nn":
         out.pop("knn_top1"), out.pop("knn_top5")

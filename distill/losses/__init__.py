@@ -9,6 +9,7 @@ import inspect
 from distill.errors import ConfigError
 from distill.losses.base import DistillLoss
 from distill.losses.compress import CompRess1qLoss, CompRessLoss
+from distill.losses.contrastive import MoCoV2Loss, SimCLRLoss
 from distill.losses.disco import DisCoLoss
 from distill.losses.queue import EmbeddingQueue
 from distill.losses.seed import SEEDLoss
@@ -18,7 +19,11 @@ LOSSES: dict[str, type[DistillLoss]] = {
     "compress": CompRessLoss,
     "compress-1q": CompRess1qLoss,
     "disco": DisCoLoss,
+    "mocov2": MoCoV2Loss,  # no teacher: edgedistill pretrain
+    "simclr": SimCLRLoss,
 }
+DISTILL_METHODS = tuple(name for name, cls in LOSSES.items() if cls.needs_teacher)
+PRETRAIN_METHODS = tuple(name for name, cls in LOSSES.items() if not cls.needs_teacher)
 
 
 def loss_options(name: str) -> dict[str, object]:
@@ -42,5 +47,5 @@ def create_loss(name: str, *, student_dim: int, teacher_dim: int, gather=None, *
         raise ConfigError(f"{name}: {exc}") from None
 
 
-__all__ = ["DistillLoss", "EmbeddingQueue", "LOSSES", "create_loss", "loss_options",
+__all__ = ["DistillLoss", "EmbeddingQueue", "LOSSES", "DISTILL_METHODS", "PRETRAIN_METHODS", "create_loss", "loss_options",
            "SEEDLoss", "CompRessLoss", "CompRess1qLoss", "DisCoLoss"]

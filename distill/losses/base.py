@@ -25,6 +25,7 @@ class DistillLoss(nn.Module):
 
     views: int = 1
     momentum_views: tuple[int, ...] = ()
+    needs_teacher: bool = True  # False for the self-supervised baselines (edgedistill pretrain)
 
     def __init__(self, gather: Callable[[torch.Tensor], torch.Tensor] | None = None):
         super().__init__()

@@ -1,0 +1,82 @@
+"""Self-supervised contrastive learning from scratch, with no teacher: MoCo-v2 or SimCLR.
+
+This is the "student without teacher" baseline that SEED and CompRess compare against, trained by the same
+pipeline, checkpoints and evaluation as `edgedistill train`; with a GPU it also makes a contrastive teacher of
+your own. Augmentations default to MoCo-v2's (contrastive learning needs strong ones, at any image size).
+
+Examples:
+  edgedistill pretrain --data cifar10/train --val cifar10/test --model mobilenetv3_large_100 --method mocov2 \\
+      --img-size 32 --epochs 200 --out runs/moco
+  edgedistill pretrain ... --out runs/moco --resume   (continue from the last checkpoint)
+"""
+from __future__ import annotations
+
+import argparse
+
+from distill.cli import add_json_flag
+from distill.commands.common import floats3, positive_int
+
+HELP = "self-supervised pretraining without a teacher (MoCo-v2, SimCLR): the baseline"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, metavar="DIR", help="training images (root/<class>/<img> or flat)")
+    p.add_argument("--model", default="mobilenetv3_large_100", metavar="NAME",
+                   help="alexnet, mobilenetv3_large_100, efficientnet_b0, or any timm/torchvision name")
+    p.add_argument("--method", default="mocov2", choices=["mocov2", "simclr"])
+    p.add_argument("--val", metavar="DIR", help="labelled folder: weighted-kNN evaluation at the end")
+    p.add_argument("--out", metavar="RUN_DIR", help="run folder (default runs/<model>-<method>)")
+    p.add_argument("--img-size", type=positive_int, default=224, metavar="N", help="input size (default 224)")
+    p.add_argument("--mean", type=floats3, metavar="R,G,B", help="normalisation mean (default ImageNet's)")
+    p.add_argument("--std", type=floats3, metavar="R,G,B", help="normalisation std (default ImageNet's)")
+    p.add_argument("--epochs", type=positive_int, default=200)
+    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--lr", type=float, help="peak learning rate (default 0.03 x batch/256, MoCo-v2)")
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--queue-size", type=positive_int, default=4096, metavar="N", help="MoCo key queue")
+    p.add_argument("--temperature", type=float, help="InfoNCE temperature (default: MoCo-v2 0.2, SimCLR 0.5)")
+    p.add_argument("--ema-momentum", type=float, default=0.99, help="MoCo key encoder momentum")
+    p.add_argument("--hidden-dim", type=positive_int, default=2048, help="projection-head width")
+    p.add_argument("--embed-dim", type=positive_int, default=128, help="projection output")
+    p.add_argument("--augment", default="mocov2", choices=["mocov2", "light", "none"])
+    p.add_argument("--limit", type=positive_int, metavar="N", help="train on a class-balanced subset of N images")
+    p.add_argument("--in-memory", choices=["auto", "on", "off"], default="auto")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=positive_int, default=20)
+    p.add_argument("--save-every", type=int, default=0)
+    p.add_argument("--max-steps", type=positive_int, help="stop after N steps")
+    p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    add_json_flag(p)
+
+
+def config_from_args(args: argparse.Namespace):
+    from distill.config import TrainConfig
+
+    options = {"temperature": args.temperature} if args.temperature is not None else {}
+    return TrainConfig(
+        data=args.data, teacher=None, student=args.model, method=args.method, val=args.val, out=args.out,
+        img_size=args.img_size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, base_lr=0.03,
+        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
+        queue_size=args.queue_size if args.method == "mocov2" else None, loss_options=options,
+        ema_momentum=args.ema_momentum, hidden_dim=args.hidden_dim, embed_dim=args.embed_dim,
+        augmentation=args.augment, limit=args.limit, in_memory=args.in_memory, device=args.device,
+        workers=args.workers, seed=args.seed, log_every=args.log_every, save_every=args.save_every,
+        max_steps=args.max_steps, amp=not args.no_amp, compile=args.compile, teacher_mean=args.mean,
+        teacher_std=args.std)
+
+
+def run(args: argparse.Namespace) -> dict:
+    from distill.train_run import train_and_evaluate
+
+    return train_and_evaluate(config_from_args(args), resume=args.resume)
+
+
+def format_result(r: dict) -> str:
+    from distill.commands.train import format_result as train_format
+
+    return train_format({**r, "teacher": "no teacher"}).replace(" from no teacher", " (self-supervised)")

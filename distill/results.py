@@ -1,0 +1,210 @@
+"""The reproduction table: does a small network learn more from a teacher than from itself?
+
+Rows, on the CIFAR-10 test bed at 32x32, every trained row with the same budget (``--epochs`` passes over the
+50,000 training images, batch 128, lr 0.1, SGD, 20 % linear warm-up then cosine decay):
+
+* the teachers evaluated as they are (``cifar_resnet56``, supervised; ``cifar_autoencoder384``, self-supervised);
+* ``mobilenetv3_large_100``, ``efficientnet_b0`` and ``alexnet`` trained (a) from scratch by ``pretrain
+  --method mocov2`` and (b) by ``train`` with ``seed``, ``compress``, ``compress-1q`` and ``disco`` from
+  ``cifar_resnet56``; and ``mobilenetv3_large_100`` with ``seed`` from ``cifar_autoencoder384``.
+
+Each row is evaluated on ``cifar10/test`` with weighted kNN, 1-NN, the linear probe and cluster alignment
+(``eval --protocol all``; the bank and probe training set is a class-balanced ``--train-limit`` subset). The
+script writes ``docs/results.json`` and the table between markers in ``docs/RESULTS.md``; a finished row
+(``ROW/row.json``) is reused, so an interrupted table continues where it stopped.
+
+  python -m distill.results --data C/train --val C/test --teachers ../shared/testbed/teachers
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from distill.checkpoint import atomic_write_json, write_between_markers
+from distill.errors import EdgeDistillError
+
+STUDENTS = ("mobilenetv3_large_100", "efficientnet_b0", "alexnet")
+DISTILL = ("seed", "compress", "compress-1q", "disco")
+# per-method settings, the same for every student (the 32 px recipe of docs/RESULTS.md)
+RECIPES = {
+    "seed": {"queue_size": 16384, "teacher_center": True},
+    "compress": {"queue_size": 4096, "ema_momentum": 0.99, "teacher_center": True},
+    "compress-1q": {"queue_size": 4096, "teacher_center": True},
+    "disco": {"queue_size": 4096, "ema_momentum": 0.99, "teacher_center": True},
+    "scratch-mocov2": {"queue_size": 4096, "ema_momentum": 0.99, "augmentation": "mocov2"},
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    teacher: str | None  # teacher name (a file stem in --teachers), None for from-scratch rows
+    student: str | None  # None for a teacher evaluated as is
+    method: str  # "teacher" | "scratch-mocov2" | seed | compress | compress-1q | disco
+
+    @property
+    def key(self) -> str:
+        if self.student is None:
+            return f"teacher-{self.teacher}"
+        return f"{self.student}-{self.method}" + (f"-{self.teacher}" if self.teacher else "")
+
+
+def default_rows() -> list[Row]:
+    rows = [Row("cifar_resnet56", None, "teacher"), Row("cifar_autoencoder384", None, "teacher")]
+    for student in STUDENTS:
+        rows.append(Row(None, student, "scratch-mocov2"))
+        rows += [Row("cifar_resnet56", student, m) for m in DISTILL]
+    rows.append(Row("cifar_autoencoder384", "mobilenetv3_large_100", "seed"))
+    return rows
+
+
+def teacher_spec(teachers: Path, name: str, fmt: str) -> str:
+    path = teachers / (f"{name}.onnx" if fmt == "onnx" else f"{name}.torchscript.pt")
+    if not path.is_file():
+        raise EdgeDistillError(f"teacher '{path}' not found; point --teachers at the test bed's teachers/ folder")
+    return str(path)
+
+
+def train_row(row: Row, args: argparse.Namespace, run_dir: Path) -> dict:
+    from distill.config import TrainConfig
+    from distill.train_run import train_and_evaluate
+
+    recipe = dict(RECIPES[row.method])
+    common = dict(data=args.data, student=row.student, img_size=32, epochs=args.epochs, batch_size=args.batch_size,
+                  lr=args.lr, in_memory="on", device=args.device, workers=args.workers, out=str(run_dir),
+                  max_steps=args.max_steps, log_every=50, warmup_epochs=0.2 * args.epochs)  # 20 % warm-up, then cosine
+    if row.teacher is None:
+        cfg = TrainConfig(teacher=None, method="mocov2", embed_dim=128, **common, **recipe)
+    else:
+        cfg = TrainConfig(teacher=teacher_spec(Path(args.teachers), row.teacher, args.teacher_format),
+                          method=row.method, **common, **recipe)
+    resume = (run_dir / "checkpoint.pt").is_file()
+    return train_and_evaluate(cfg, resume=resume)
+
+
+def evaluate_row(model: str, args: argparse.Namespace, cache: Path) -> dict:
+    from distill.data import scan_folder
+    from distill.embedders import load_embedder
+    from distill.evaluate import evaluate_knn
+    from distill.trainer import resolve_device
+
+    embedder = load_embedder(model, device=resolve_device(args.device))
+    train, val = scan_folder(args.data, args.train_limit), scan_folder(args.val)
+    return evaluate_knn(embedder, train, val, protocols=("linear", "cluster"), workers=args.workers,
+                        cache_dir=str(cache))
+
+
+def run_row(row: Row, args: argparse.Namespace) -> dict:
+    out = Path(args.out) / row.key
+    done = out / "row.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    started = time.time()
+    images, seconds, ips = 0, 0.0, None
+    if row.student is None:
+        model = teacher_spec(Path(args.teachers), row.teacher, args.teacher_format)
+    else:
+        summary = train_row(row, args, out)
+        model, images, seconds, ips = str(out), summary["images_seen"], summary["train_seconds"], summary["images_per_s"]
+    ev = evaluate_row(model, args, Path(args.out) / "embeddings")
+    result = {"teacher": row.teacher, "student": row.student, "method": row.method,
+              "knn_top1": ev["knn_top1"], "nn_top1": ev["nn_top1"], "linear_top1": ev.get("linear_top1"),
+              "cluster_acc": ev.get("cluster_acc"), "images_seen": images, "seconds": round(seconds, 1),
+              "images_per_s": ips, "wall_seconds": round(time.time() - started, 1), "num_bank": ev["num_train"],
+              "num_queries": ev["num_val"]}
+    atomic_write_json(done, result)
+    return result
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}"
+
+
+def render(rows: list[dict], meta: dict) -> str:
+    lines = [f"Machine: {meta['machine']}. Budget per trained row: {meta['epochs']} epoch(s) of the 50,000 training "
+             f"images (batch {meta['batch_size']}, lr {meta['lr']}). Evaluation on cifar10/test ({rows[0]['num_queries']} "
+             f"images); bank and probe training set: {rows[0]['num_bank']} class-balanced training images.", "",
+             f"Command: `{meta['command']}`", "",
+             "| teacher | student | method | kNN top-1 | 1-NN | linear | cluster | images seen | train s | img/s |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['teacher'] or '-'} | {r['student'] or '(teacher as is)'} | {r['method']} | "
+                     f"{_pct(r['knn_top1'])} | {_pct(r['nn_top1'])} | {_pct(r['linear_top1'])} | "
+                     f"{_pct(r['cluster_acc'])} | {r['images_seen'] or '-'} | {r['seconds'] or '-'} | "
+                     f"{r['images_per_s'] if r['images_per_s'] is not None else '-'} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(rows: list[dict], meta: dict, args: argparse.Namespace) -> None:
+    atomic_write_json(args.json, {"meta": meta, "rows": rows})
+    write_between_markers(Path(args.doc), "results-table", render(rows, meta))
+
+
+def machine_name(device: str) -> str:
+    import torch
+
+    from distill.trainer import resolve_device
+
+    if resolve_device(device).type == "cuda":
+        return f"{torch.cuda.get_device_name(0)} (torch {torch.__version__})"
+    import os
+    import platform
+
+    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores (torch {torch.__version__})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m distill.results", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="cifar10/train")
+    p.add_argument("--val", required=True, help="cifar10/test")
+    p.add_argument("--teachers", required=True, help="folder holding cifar_resnet56 and cifar_autoencoder384")
+    p.add_argument("--teacher-format", choices=["onnx", "torchscript"], default="onnx",
+                   help="onnx (fastest on CPU) or torchscript (runs on the GPU)")
+    p.add_argument("--epochs", type=int, default=1, help="passes over the training images per trained row")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--max-steps", type=int, help="cap every row (smoke tests)")
+    p.add_argument("--train-limit", type=int, default=10000, help="bank / probe training images")
+    p.add_argument("--rows", help="comma-separated row keys to run (default: all); see --list")
+    p.add_argument("--list", action="store_true", help="print the row keys and exit")
+    p.add_argument("--only-finished", action="store_true",
+                   help="train nothing: tabulate the rows already finished under --out (merges parallel runs)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--out", default="runs/results-table")
+    p.add_argument("--json", default="docs/results.json")
+    p.add_argument("--doc", default="docs/RESULTS.md")
+    args = p.parse_args(argv)
+    rows = default_rows()
+    if args.list:
+        print("\n".join(r.key for r in rows))
+        return 0
+    if args.rows:
+        wanted = set(args.rows.split(","))
+        unknown = wanted - {r.key for r in rows}
+        if unknown:
+            print(f"distill.results: error: unknown row {sorted(unknown)[0]!r}; see --list", file=sys.stderr)
+            return 2
+        rows = [r for r in rows if r.key in wanted]
+    if args.only_finished:
+        rows = [r for r in rows if (Path(args.out) / r.key / "row.json").is_file()]
+    meta = {"machine": machine_name(args.device), "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+            "train_limit": args.train_limit, "command": "python -m distill.results " + " ".join(argv or sys.argv[1:])}
+    results = []
+    try:
+        for row in rows:
+            print(f"[results] {row.key}", file=sys.stderr, flush=True)
+            results.append(run_row(row, args))
+            write_outputs(results, meta, args)
+    except EdgeDistillError as exc:
+        print(f"distill.results: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
