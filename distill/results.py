@@ -113,7 +113,8 @@ def run_row(row: Row, args: argparse.Namespace) -> dict:
     result = {"teacher": row.teacher, "student": row.student, "method": row.method,
               "knn_top1": ev["knn_top1"], "nn_top1": ev["nn_top1"], "linear_top1": ev.get("linear_top1"),
               "cluster_acc": ev.get("cluster_acc"), "images_seen": images, "seconds": round(seconds, 1),
-              "images_per_s": ips, "wall_seconds": round(time.time() - started, 1), "num_bank": ev["num_train"],
+              "images_per_s": ips, "wall_seconds": round(time.time() - started, 1), "machine": machine_name(args.device),
+              "num_bank": ev["num_train"],
               "num_queries": ev["num_val"]}
     atomic_write_json(done, result)
     return result
