@@ -25,12 +25,13 @@ comma    := ,
 export EDGEDISTILL_TESTBED := $(abspath $(TESTBED))
 export EDGEDISTILL_DATA    := $(abspath $(DATADIR))
 
-.PHONY: setup data test demo bench clean help
+.PHONY: setup data test demo bench results clean help
 
 help:
 	@echo "make demo   set up, then distil $(STUDENT) from $(notdir $(TEACHER)), evaluate, export, benchmark, index"
 	@echo "make test   set up, then run the test suite"
-	@echo "make bench  pytest-benchmark micro-benchmarks and the standard benchmark (rewrites docs/BENCHMARKS.md)"
+	@echo "make bench  pytest-benchmark micro-benchmarks, the standard and the training benchmark (rewrites docs/BENCHMARKS.md)"
+	@echo "make results  the reproduction table (rewrites its part of docs/RESULTS.md and docs/results.json)"
 	@echo "variables:  TESTBED=$(TESTBED) DATA=$(DATA) VAL=$(VAL) TEACHER=$(TEACHER) OUT=$(OUT)"
 
 setup: $(VENV)/.installed
@@ -93,7 +94,18 @@ bench: setup data
 	$(BIN)/python -m bench.suite --out runs/bench --doc docs/BENCHMARKS.md \
 	  $(if $(wildcard $(VAL)),--train $(DATA) --val $(VAL)) \
 	  $(if $(wildcard $(TRAINED)/student.pt),--trained $(STUDENT)=$(TRAINED))
+	$(BIN)/python -m bench.training --data $(CIFAR)/train --teacher $(TESTBED)/teachers/cifar_resnet56.torchscript.pt \
+	  --batch-size 128 --limit 4096 --steps 12 --warmup 3 --compiled --out runs/bench/training.json \
+	  --markdown runs/bench/training.md --doc docs/BENCHMARKS.md
 	@echo "benchmark outputs: docs/BENCHMARKS.md, runs/bench/*-report (report.json, report.csv, report.md, png)"
+
+# The reproduction table (docs/RESULTS.md, docs/results.json): teachers as they are, three students from scratch
+# (MoCo-v2) and distilled four ways, one epoch each by default (about 3 CPU-hours on 2 cores). Finished rows are
+# reused; on a GPU: make results RESULTS_ARGS="--device cuda --teacher-format torchscript --epochs 30".
+RESULTS_ARGS ?=
+results: setup data
+	$(BIN)/python -m distill.results --data $(CIFAR)/train --val $(CIFAR)/test --teachers $(TESTBED)/teachers \
+	  --out runs/results-table $(RESULTS_ARGS)
 
 clean:
 	rm -rf $(VENV) $(CACHE) runs .pytest_cache

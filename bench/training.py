@@ -258,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compiled", action="store_true", help="also measure each mode with torch.compile")
     p.add_argument("--out", help="write the JSON report here")
     p.add_argument("--markdown", help="write a Markdown section here")
+    p.add_argument("--doc", help="also put the section between <!-- training:begin/end --> in this file")
     args = p.parse_args(argv)
     modes = tuple(m for m in args.modes.split(",") if m)
     bad = [m for m in modes if m not in MODES]
@@ -273,10 +274,15 @@ def main(argv: list[str] | None = None) -> int:
     except EdgeDistillError as exc:
         print(f"bench.training: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    text = render_markdown(report, "python -m bench.training " + " ".join(argv or sys.argv[1:]))
     if args.markdown:
         from distill.checkpoint import atomic_write_text
 
-        atomic_write_text(args.markdown, render_markdown(report, "python -m bench.training " + " ".join(argv or sys.argv[1:])))
+        atomic_write_text(args.markdown, text)
+    if args.doc:
+        from distill.checkpoint import write_between_markers
+
+        write_between_markers(Path(args.doc), "training", text)
     print(json.dumps(report))
     return 0
 

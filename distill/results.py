@@ -4,7 +4,8 @@ Rows, on the CIFAR-10 test bed at 32x32, every trained row with the same budget 
 50,000 training images, batch 128, lr 0.1, SGD, 20 % linear warm-up then cosine decay):
 
 * the teachers evaluated as they are (``cifar_resnet56``, supervised; ``cifar_autoencoder384``, self-supervised);
-* ``mobilenetv3_large_100``, ``efficientnet_b0`` and ``alexnet`` trained (a) from scratch by ``pretrain
+* ``mobilenetv3_large_100``, ``efficientnet_b0`` and ``alexnet`` with random weights (the floor), trained (a)
+  from scratch by ``pretrain
   --method mocov2`` and (b) by ``train`` with ``seed``, ``compress``, ``compress-1q`` and ``disco`` from
   ``cifar_resnet56``; and ``mobilenetv3_large_100`` with ``seed`` from ``cifar_autoencoder384``.
 
@@ -43,7 +44,7 @@ RECIPES = {
 class Row:
     teacher: str | None  # teacher name (a file stem in --teachers), None for from-scratch rows
     student: str | None  # None for a teacher evaluated as is
-    method: str  # "teacher" | "scratch-mocov2" | seed | compress | compress-1q | disco
+    method: str  # "teacher" | "random-init" | "scratch-mocov2" | seed | compress | compress-1q | disco
 
     @property
     def key(self) -> str:
@@ -55,7 +56,7 @@ class Row:
 def default_rows() -> list[Row]:
     rows = [Row("cifar_resnet56", None, "teacher"), Row("cifar_autoencoder384", None, "teacher")]
     for student in STUDENTS:
-        rows.append(Row(None, student, "scratch-mocov2"))
+        rows += [Row(None, student, "random-init"), Row(None, student, "scratch-mocov2")]
         rows += [Row("cifar_resnet56", student, m) for m in DISTILL]
     rows.append(Row("cifar_autoencoder384", "mobilenetv3_large_100", "seed"))
     return rows
@@ -66,6 +67,20 @@ def teacher_spec(teachers: Path, name: str, fmt: str) -> str:
     if not path.is_file():
         raise EdgeDistillError(f"teacher '{path}' not found; point --teachers at the test bed's teachers/ folder")
     return str(path)
+
+
+def untrained_row(row: Row, run_dir: Path) -> str:
+    """The floor: the student with seed-0 random weights and ImageNet normalisation, evaluated as is."""
+    import torch
+
+    from distill.checkpoint import save_student
+    from distill.preprocess import Preprocess
+    from distill.students import create_student
+
+    torch.manual_seed(0)
+    save_student(run_dir / "student.pt", create_student(row.student, img_size=32).eval(), Preprocess(input_size=32),
+                 {"untrained": True, "seed": 0})
+    return str(run_dir / "student.pt")
 
 
 def train_row(row: Row, args: argparse.Namespace, run_dir: Path) -> dict:
@@ -100,12 +115,20 @@ def evaluate_row(model: str, args: argparse.Namespace, cache: Path) -> dict:
 def run_row(row: Row, args: argparse.Namespace) -> dict:
     out = Path(args.out) / row.key
     done = out / "row.json"
+    budget = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "max_steps": args.max_steps,
+              "train_limit": args.train_limit}
     if done.is_file():
-        return json.loads(done.read_text())
+        finished = json.loads(done.read_text())
+        if finished.get("budget") != budget:
+            raise EdgeDistillError(f"'{done}' was run with {finished.get('budget')}, not {budget}; "
+                                   "use another --out for another budget")
+        return finished
     started = time.time()
     images, seconds, ips = 0, 0.0, None
     if row.student is None:
         model = teacher_spec(Path(args.teachers), row.teacher, args.teacher_format)
+    elif row.method == "random-init":
+        model = untrained_row(row, out)
     else:
         summary = train_row(row, args, out)
         model, images, seconds, ips = str(out), summary["images_seen"], summary["train_seconds"], summary["images_per_s"]
@@ -114,7 +137,7 @@ def run_row(row: Row, args: argparse.Namespace) -> dict:
               "knn_top1": ev["knn_top1"], "nn_top1": ev["nn_top1"], "linear_top1": ev.get("linear_top1"),
               "cluster_acc": ev.get("cluster_acc"), "images_seen": images, "seconds": round(seconds, 1),
               "images_per_s": ips, "wall_seconds": round(time.time() - started, 1), "machine": machine_name(args.device),
-              "num_bank": ev["num_train"],
+              "budget": budget, "num_bank": ev["num_train"],
               "num_queries": ev["num_val"]}
     atomic_write_json(done, result)
     return result

@@ -2,7 +2,7 @@
 
 Reported: max / mean / p99 absolute error, min and mean cosine similarity, and neighbour overlap@10 (for each
 image, the fraction of its 10 nearest neighbours among the parity images that both models agree on: what a
-retrieval user would notice). Gated: min cosine and neighbour overlap, per precision (export.tolerances).
+retrieval user would notice). Gated: worst and mean cosine and neighbour overlap, per precision (export.tolerances).
 """
 from __future__ import annotations
 
@@ -73,6 +73,8 @@ def compare(reference: np.ndarray, candidate: np.ndarray, precision: str, images
         reasons.append("non-finite outputs")
     if cos.min() < tol.min_cosine:
         reasons.append(f"min cosine {cos.min():.6f} < {tol.min_cosine}")
+    if cos.mean() < tol.min_mean_cosine:
+        reasons.append(f"mean cosine {cos.mean():.6f} < {tol.min_mean_cosine}")
     if overlap < tol.min_overlap:
         reasons.append(f"neighbour overlap@10 {overlap:.3f} < {tol.min_overlap}")
     return ParityResult(

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from distill.errors import ConfigError
-from distill.losses import LOSSES, EmbeddingQueue, create_loss
+from distill.losses import LOSSES, PRETRAIN_METHODS, EmbeddingQueue, create_loss, loss_options
 
 
 def _softmax(xs):
@@ -73,11 +73,49 @@ def test_disco_matches_hand_computation():
     assert got.item() == pytest.approx(ce + 2.0 * mse, rel=1e-5)
 
 
+def test_mocov2_matches_hand_computation():
+    loss = create_loss("mocov2", student_dim=2, teacher_dim=0, queue_size=4, temperature=0.5)
+    loss.queue.push(_v([0.0, 1.0]))
+    q, k = [3.0, 4.0], [1.0, 0.0]  # |q| = 5
+    logits = [(3 / 5) / 0.5, (4 / 5) / 0.5]  # q.k, q.queue
+    expected = -math.log(_softmax(logits)[0])
+    assert loss(torch.stack([_v(q), _v(q)]), None, momentum=_v(k)[None]).item() == pytest.approx(expected, rel=1e-5)
+    assert torch.equal(loss.queue.get()[-1], _v(k)[0])  # the key was enqueued
+
+
+def test_simclr_matches_hand_computation():
+    loss = create_loss("simclr", student_dim=2, teacher_dim=0, temperature=1.0)
+    a1, b1, a2, b2 = [1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [0.8, -0.6]  # unit vectors: views 1 and 2 of images a, b
+    z = [a1, b1, a2, b2]
+    dot = lambda u, v: u[0] * v[0] + u[1] * v[1]  # noqa: E731
+    total = 0.0
+    for i, pos in enumerate([2, 3, 0, 1]):
+        others = [j for j in range(4) if j != i]
+        logits = [dot(z[i], z[j]) for j in others]
+        total += -math.log(_softmax(logits)[others.index(pos)])
+    got = loss(torch.stack([_v(a1, b1), _v(a2, b2)]), None).item()
+    assert got == pytest.approx(total / 4, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", PRETRAIN_METHODS)
+def test_pretraining_losses_ignore_the_teacher(name):
+    assert not LOSSES[name].needs_teacher
+    loss, t, g = _random_setup(name)
+    s = torch.randn(t.shape, generator=g)
+    m = s[1:2] if loss.momentum_views else None
+    state = {k: v.clone() for k, v in loss.state_dict().items()}
+    first = loss(s, t, momentum=m).item()
+    loss.load_state_dict(state)
+    assert loss(s, None, momentum=m).item() == pytest.approx(first)
+
+
 # -- minima ------------------------------------------------------------------------------------------------
 
 def _random_setup(name, dim=8, n=6, queue=32, seed=0, **opts):
     g = torch.Generator().manual_seed(seed)
-    loss = create_loss(name, student_dim=dim, teacher_dim=dim, queue_size=queue, **opts)
+    if "queue_size" in loss_options(name):
+        opts["queue_size"] = queue
+    loss = create_loss(name, student_dim=dim, teacher_dim=dim, **opts)
     anchors = F.normalize(torch.randn(16, dim, generator=g), dim=1)
     for q in (getattr(loss, a) for a in ("queue", "teacher_queue", "student_queue") if hasattr(loss, a)):
         q.push(anchors)
@@ -116,12 +154,12 @@ def test_disco_distillation_term_is_minimal_at_the_teacher():
 def test_gradients_reach_only_the_student(name):
     loss, t, g = _random_setup(name)
     student = torch.randn(t.shape, generator=g, requires_grad=True)
-    teacher = t.clone().requires_grad_(True)
+    teacher = t.clone().requires_grad_(True) if loss.needs_teacher else None
     momentum = torch.randn(len(loss.momentum_views), t.shape[1], 8, generator=g, requires_grad=True)
     out = loss(student, teacher, momentum=momentum if loss.momentum_views else None)
     out.backward()
     assert student.grad is not None and student.grad.abs().sum() > 0
-    assert teacher.grad is None and momentum.grad is None
+    assert (teacher is None or teacher.grad is None) and momentum.grad is None
     assert all(not b.requires_grad for b in loss.buffers())
 
 

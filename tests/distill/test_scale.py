@@ -74,6 +74,16 @@ def test_a_mismatched_cache_is_refused(cache, cifar_small, resnet56_onnx, testbe
         TeacherCache(tmp_path, None)
 
 
+def test_a_cache_of_a_subset_serves_a_limited_run(cifar_small, resnet56_onnx, tmp_path):
+    subset = tmp_path / "subset-cache"
+    proc = run_cli("distill", "cache-teacher", "--data", str(cifar_small / "train"), "--teacher", str(resnet56_onnx),
+                   "--out", str(subset), "--views", "2")
+    assert proc.returncode == 0, proc.stderr
+    trainer = Trainer(_cfg(cifar_small, resnet56_onnx, tmp_path / "r", teacher_cache=str(subset), limit=40, max_steps=1))
+    assert len(trainer.folder) == 40 and trainer.cache.views == 2
+    assert trainer.fit()["steps"] == 1
+
+
 def test_an_existing_cache_is_not_overwritten(cache, cifar_small, resnet56_onnx):
     before = (cache / "meta.json").read_bytes()
     proc = run_cli("distill", "cache-teacher", "--data", str(cifar_small / "train"), "--teacher", str(resnet56_onnx),

@@ -41,3 +41,19 @@ def test_shape_mismatch_and_nan_fail():
     bad[0, 0] = np.nan
     r = compare(x, bad, "fp16")
     assert not r.passed and "non-finite" in r.reason
+
+
+def test_int8_tolerates_a_few_bad_images_but_not_a_broad_drift():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((200, 32))
+    tail = x.copy()
+    tail[:3] = 0.7 * x[:3] + 0.7 * rng.standard_normal((3, 32))  # three images off (cosine ~0.7), the rest exact
+    r = compare(x, tail, "int8")
+    assert r.passed and r.min_cosine < 0.9 and r.mean_cosine > 0.99
+    assert not compare(x, tail, "fp16").passed  # the worst-image gate of the float precisions catches it
+    drift = x + 0.45 * rng.standard_normal(x.shape)  # every image a little off: mean cosine ~0.91
+    r = compare(x, drift, "int8")
+    assert not r.passed and "mean cosine" in r.reason
+    collapsed = tail.copy()
+    collapsed[0] = -x[0]  # one image's embedding inverted
+    assert "min cosine" in compare(x, collapsed, "int8").reason
