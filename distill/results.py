@@ -148,17 +148,19 @@ def _pct(v) -> str:
 
 
 def render(rows: list[dict], meta: dict) -> str:
-    lines = [f"Machine: {meta['machine']}. Budget per trained row: {meta['epochs']} epoch(s) of the 50,000 training "
+    machines = sorted({r.get("machine") or meta["machine"] for r in rows})
+    lines = [f"Machine{'s' if len(machines) > 1 else ''}: {'; '.join(machines)} (per row in the last column). Budget per trained row: {meta['epochs']} epoch(s) of the 50,000 training "
              f"images (batch {meta['batch_size']}, lr {meta['lr']}). Evaluation on cifar10/test ({rows[0]['num_queries']} "
              f"images); bank and probe training set: {rows[0]['num_bank']} class-balanced training images.", "",
              f"Command: `{meta['command']}`", "",
-             "| teacher | student | method | kNN top-1 | 1-NN | linear | cluster | images seen | train s | img/s |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| teacher | student | method | kNN top-1 | 1-NN | linear | cluster | images seen | train s | img/s | machine |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         lines.append(f"| {r['teacher'] or '-'} | {r['student'] or '(teacher as is)'} | {r['method']} | "
                      f"{_pct(r['knn_top1'])} | {_pct(r['nn_top1'])} | {_pct(r['linear_top1'])} | "
                      f"{_pct(r['cluster_acc'])} | {r['images_seen'] or '-'} | {r['seconds'] or '-'} | "
-                     f"{r['images_per_s'] if r['images_per_s'] is not None else '-'} |")
+                     f"{r['images_per_s'] if r['images_per_s'] is not None else '-'} | "
+                     f"{(r.get('machine') or meta['machine']).split(' (torch')[0]} |")
     return "\n".join(lines) + "\n"
 
 
