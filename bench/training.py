@@ -102,10 +102,7 @@ def reference_step(trainer: Trainer, x: torch.Tensor) -> float:
     with autocast:
         s = trainer.forward(x).float().view(1, b, -1)
     loss = trainer.loss(s, t, None)
-    trainer.optimizer.zero_grad(set_to_none=True)
-    trainer.scaler.scale(loss).backward()
-    trainer.scaler.step(trainer.optimizer)
-    trainer.scaler.update()
+    trainer.update(loss)
     return float(loss.detach())
 
 

@@ -255,13 +255,17 @@ class Trainer:
         if not torch.isfinite(loss):
             raise TrainingError(f"non-finite loss ({loss.item()}) at step {self.step}; the last good checkpoint "
                                 f"in '{self.out}' is intact; lower --lr or check the teacher's outputs")
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()  # DDP all-reduces (averages) the gradients here
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        self.update(loss)
         if self.momentum is not None:
             self.momentum.update(self.model)  # same gradients on every rank -> the same EMA everywhere
         return float(loss.detach())
+
+    def update(self, loss: torch.Tensor) -> None:
+        """One optimiser step on ``loss`` (through the grad scaler; DDP all-reduces the gradients in backward)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
 
     @torch.no_grad()
     def estimate_center(self, stream: BatchStream, num_images: int = 2048) -> torch.Tensor:

@@ -61,3 +61,18 @@ def check_device(name: str) -> str:
     if name not in ("auto", "cpu") and not name.startswith("cuda"):
         raise ConfigError(f"--device must be auto, cpu or cuda[:N], got '{name}'")
     return name
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """The run-control flags that `train` and `pretrain` share (data pipeline, device, cadence, resume)."""
+    p.add_argument("--limit", type=positive_int, metavar="N", help="train on a class-balanced subset of N images")
+    p.add_argument("--in-memory", choices=["auto", "on", "off"], default="auto",
+                   help="decode the images once and keep them in RAM (auto: when under 2 GiB)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    p.add_argument("--workers", type=int, default=2, help="image-decoding processes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=positive_int, default=20, help="steps between metrics lines")
+    p.add_argument("--save-every", type=int, default=0, help="steps between mid-epoch checkpoints (0: epoch ends)")
+    p.add_argument("--max-steps", type=positive_int, help="stop after N steps (smoke tests, fixed budgets)")
+    p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    p.add_argument("--compile", action="store_true", help="torch.compile the student (compiles for a while first)")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from distill.cli import add_json_flag
-from distill.commands.common import floats3, positive_int
+from distill.commands.common import add_run_arguments, floats3, positive_int
 
 HELP = "self-supervised pretraining without a teacher (MoCo-v2, SimCLR): the baseline"
 
@@ -40,16 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hidden-dim", type=positive_int, default=2048, help="projection-head width")
     p.add_argument("--embed-dim", type=positive_int, default=128, help="projection output")
     p.add_argument("--augment", default="mocov2", choices=["mocov2", "light", "none"])
-    p.add_argument("--limit", type=positive_int, metavar="N", help="train on a class-balanced subset of N images")
-    p.add_argument("--in-memory", choices=["auto", "on", "off"], default="auto")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--log-every", type=positive_int, default=20)
-    p.add_argument("--save-every", type=int, default=0)
-    p.add_argument("--max-steps", type=positive_int, help="stop after N steps")
-    p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    add_run_arguments(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     add_json_flag(p)
 

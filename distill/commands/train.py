@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 
 from distill.cli import add_json_flag
-from distill.commands.common import add_teacher_arguments, positive_int, teacher_options
+from distill.commands.common import add_run_arguments, add_teacher_arguments, positive_int, teacher_options
 
 HELP = "distil a teacher into a student (SEED, CompRess, DisCo)"
 
@@ -53,17 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="augmentation preset (auto: light up to 64 px, MoCo-v2 above)")
     p.add_argument("--teacher-center", action="store_true",
                    help="subtract the teacher's mean embedding before the loss")
-    p.add_argument("--limit", type=positive_int, metavar="N", help="train on a class-balanced subset of N images")
-    p.add_argument("--in-memory", choices=["auto", "on", "off"], default="auto",
-                   help="decode the images once and keep them in RAM (auto: when under 2 GiB)")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--workers", type=int, default=2, help="image-decoding processes")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--log-every", type=positive_int, default=20, help="steps between metrics lines")
-    p.add_argument("--save-every", type=int, default=0, help="steps between mid-epoch checkpoints (0: epoch ends)")
-    p.add_argument("--max-steps", type=positive_int, help="stop after N steps (smoke tests, fixed budgets)")
-    p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
-    p.add_argument("--compile", action="store_true", help="torch.compile the student (compiles for a while first)")
+    add_run_arguments(p)
     p.add_argument("--sync-bn", action="store_true", help="BatchNorm statistics over the global batch under torchrun (SyncBatchNorm)")
     p.add_argument("--teacher-cache", metavar="CACHE",
                    help="teacher embeddings from edgedistill cache-teacher: the teacher is never run")
