@@ -30,6 +30,16 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got '{text}'")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, metavar="RUN_DIR|student.pt|student:NAME")
     p.add_argument("--format", default="onnx", choices=["onnx", "openvino", "tensorrt", "all"])
@@ -54,6 +64,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="onnxruntime int8: ONNX node names to keep in float")
     p.add_argument("--max-knn-drop", type=float, metavar="F",
                    help="OpenVINO int8: accuracy-controlled quantisation with this max kNN top-1 drop (labelled data)")
+    p.add_argument("--int8-fallback", type=_fraction, default=0.75, metavar="F",
+                   help="when int8 misses the parity gate, keep up to this fraction of activation quantizers in "
+                        "float, the most sensitive first (default 0.75; 0 turns it off)")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim simplification")
     p.add_argument("--device", default="cpu", help="where onnxruntime/OpenVINO artifacts run for the parity check")
     p.add_argument("--workers", type=int, default=2)
@@ -71,7 +84,8 @@ def run(args: argparse.Namespace) -> dict:
                        batch=args.batch, dynamic_batch=args.dynamic_batch, img_size=args.img_size, opset=args.opset,
                        workspace_gb=args.workspace, out=args.out, allow_parity_failure=args.allow_parity_failure,
                        per_channel=args.per_channel, exclude_nodes=args.exclude_nodes, simplify=not args.no_simplify,
-                       device=args.device, max_knn_drop=args.max_knn_drop, workers=args.workers)
+                       device=args.device, max_knn_drop=args.max_knn_drop, workers=args.workers,
+                       int8_fallback=args.int8_fallback)
     report = export_model(cfg)
     arts = report["artifacts"]
     # --format all asks for "whatever this machine can build": formats it cannot build do not fail the command.
@@ -99,7 +113,9 @@ def format_result(report: dict) -> str:
     rows = [("format", "precision", "status", "size MB", "min cos", "overlap@10", "path / reason")]
     for a in report["artifacts"]:
         par = a["parity"] or {}
-        rows.append((a["format"], a["precision"], MARK[a["status"]],
+        fq = a.get("float_quantizers")
+        mark = MARK[a["status"]] + (f" ({fq[0]}/{fq[1]} float)" if fq and fq[0] else "")
+        rows.append((a["format"], a["precision"], mark,
                      f"{a['size_bytes'] / 1e6:.1f}" if a["size_bytes"] else "-",
                      f"{par['min_cosine']:.6f}" if par else "-",
                      f"{par['neighbour_overlap@10']:.3f}" if par else "-",

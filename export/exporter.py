@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -23,6 +24,7 @@ from distill.errors import EdgeDistillError
 from distill.evaluate import l2_normalize, search, topk_accuracy, weighted_knn
 from export.backends import load_backend
 from export.errors import ExportError
+from export.fallback import FallbackResult, chunks, search
 from export.formats import FORMATS, PRECISIONS, get_format
 from export.images import load_images, random_images
 from export.metadata import now, versions, write_metadata
@@ -52,6 +54,7 @@ class ExportConfig:
     simplify: bool = True
     device: str = "cpu"  # where onnxruntime/OpenVINO artifacts run for the parity check
     max_knn_drop: float | None = None  # OpenVINO int8: accuracy-controlled quantisation (needs labels)
+    int8_fallback: float = 0.75  # int8 missing the gate: keep up to this fraction of activation quantizers in float
     workers: int = 2
 
     def batch_spec(self) -> BatchSpec:
@@ -73,11 +76,13 @@ class ArtifactResult:
     seconds: float = 0.0
     size_bytes: int = 0
     files: list[str] = field(default_factory=list)
+    float_quantizers: tuple[int, int] | None = None  # int8: (kept in float, of all activation quantizers)
 
     def public(self) -> dict[str, Any]:
         return {"format": self.format, "precision": self.precision, "path": self.path, "status": self.status,
                 "parity": self.parity, "error": self.error, "available": self.available,
-                "size_bytes": self.size_bytes, "seconds": round(self.seconds, 2)}
+                "size_bytes": self.size_bytes, "seconds": round(self.seconds, 2),
+                "float_quantizers": list(self.float_quantizers) if self.float_quantizers else None}
 
 
 def _first_line(exc: BaseException) -> str:
@@ -88,14 +93,7 @@ def _first_line(exc: BaseException) -> str:
 def run_batched(fn, x: np.ndarray, batch: BatchSpec, chunk: int = 32) -> np.ndarray:
     """Run ``fn`` over ``x`` in chunks; a static batch is padded to its size and the padding dropped."""
     size = batch.static or min(chunk, batch.profile()[2])
-    outs = []
-    for i in range(0, len(x), size):
-        part = x[i:i + size]
-        n = len(part)
-        if batch.static and n < size:
-            part = np.concatenate([part, np.repeat(part[-1:], size - n, axis=0)])
-        outs.append(np.asarray(fn(part))[:n])
-    return np.concatenate(outs)
+    return np.concatenate([np.asarray(fn(part))[:n] for part, n in chunks(x, size, batch.static is not None)])
 
 
 def loo_knn_metric(labels: np.ndarray, k: int = 20, t: float = 0.07):
@@ -138,7 +136,9 @@ class Exporter:
     def _calibration(self) -> np.ndarray:
         if not self.calib_dir or not Path(self.calib_dir).is_dir():
             raise ExportError("int8 needs real calibration images: pass --calib DIR (a few hundred images)")
-        return load_images(self.calib_dir, self.pre, self.cfg.calib_size, self.cfg.workers)[0]
+        if self._calib_cache is None:
+            self._calib_cache = load_images(self.calib_dir, self.pre, self.cfg.calib_size, self.cfg.workers)[0]
+        return self._calib_cache
 
     # -- one artifact -----------------------------------------------------------------------------------------
     def _build(self, fmt: str, precision: str, base_onnx: Path, work: Path) -> tuple[Path, dict]:
@@ -153,19 +153,24 @@ class Exporter:
             else:
                 to_int8(base_onnx, target, self._calibration(), per_channel=cfg.per_channel,
                         exclude_nodes=cfg.exclude_nodes, batch=self.batch)
+                fallback = self._onnx_fallback(target)
                 options = {"per_channel": cfg.per_channel, "exclude_nodes": list(cfg.exclude_nodes),
-                           "calibration_images": cfg.calib_size, "activations": "uint8", "weights": "int8"}
+                           "calibration_images": cfg.calib_size, "activations": "uint8", "weights": "int8",
+                           "fallback": fallback.to_dict()}
             options["opset"] = cfg.opset
         elif fmt == "openvino":
             from export.openvino_export import export_openvino_ir
 
-            calib, accuracy = None, None
+            calib, accuracy, found = None, None, []
             if precision == "int8":
                 calib = self._calibration()
                 if cfg.max_knn_drop is not None and self._labels is not None:
                     accuracy = (self._parity_x, loo_knn_metric(self._labels))
-                options = {"subset_size": cfg.calib_size, "max_knn_drop": cfg.max_knn_drop}
-            export_openvino_ir(base_onnx, target, precision, calib, cfg.calib_size, accuracy, cfg.max_knn_drop)
+            export_openvino_ir(base_onnx, target, precision, calib, cfg.calib_size, accuracy, cfg.max_knn_drop,
+                               refine=self._openvino_fallback(found) if precision == "int8" else None)
+            if precision == "int8":
+                options = {"subset_size": cfg.calib_size, "max_knn_drop": cfg.max_knn_drop, "preset": "mixed",
+                           "activation_ranges": "minmax", "fallback": found[0].to_dict() if found else None}
         elif fmt == "tensorrt":
             from export.tensorrt_export import build_engine, check_available, plan_engine
 
@@ -174,10 +179,58 @@ class Exporter:
             if precision == "int8":
                 onnx_in = to_int8(base_onnx, work / "qdq-symmetric.onnx", self._calibration(),
                                   symmetric_activations=True, batch=self.batch)
+                options["fallback"] = self._onnx_fallback(onnx_in).to_dict()  # judged with onnxruntime
             plan = plan_engine(onnx_in, target, precision, self.pre.input_size, self.batch, cfg.workspace_gb)
             build_engine(plan)
-            options = {"plan": plan.to_dict()}
+            options["plan"] = plan.to_dict()
         return target, options
+
+    # -- int8 float fallback (export.fallback) ------------------------------------------------------------------
+    def _fallback(self, graph) -> FallbackResult:
+        """Judge the int8 graph on the calibration images against PyTorch; if it misses the gate, search for the
+        fewest activation quantizers to keep in float (at most ``int8_fallback`` of them)."""
+        calib = self._calibration()
+        if self._calib_reference is None:
+            with torch.no_grad():
+                self._calib_reference = run_batched(lambda a: self.source.model(torch.from_numpy(a)).numpy(),
+                                                    calib, self.batch)
+
+        def judge(model):
+            return compare(self._calib_reference, run_batched(graph.runner(model), calib, self.batch), "int8")
+
+        first = judge(graph.model)
+        limit = int(self.cfg.int8_fallback * len(graph.quantizers))
+        if first.passed or limit <= 0:
+            return search(graph.quantizers, judge, 0, first)
+        print(f"int8 misses the parity gate on the calibration images ({first.reason}); looking for up to {limit} "
+              f"of {len(graph.quantizers)} activation quantizers to keep in float", file=sys.stderr, flush=True)
+        size = self.batch.static or 32
+        ranked = [name for name, _ in graph.rank(calib, size, self.batch.static is not None)]
+        return search(ranked, lambda names: judge(graph.with_float(names)), limit, first)
+
+    def _onnx_fallback(self, path: Path) -> FallbackResult:
+        import onnx
+
+        from export.onnx_export import check_onnx, save_onnx
+        from export.qdq import QDQGraph
+
+        graph = QDQGraph(onnx.load(str(path)))
+        result = self._fallback(graph)
+        if result.float_quantizers:
+            save_onnx(graph.with_float(result.float_quantizers), path)
+            check_onnx(path)
+        return result
+
+    def _openvino_fallback(self, found: list):
+        from export.openvino_export import FakeQuantizeGraph
+
+        def refine(model):
+            graph = FakeQuantizeGraph(model)
+            result = self._fallback(graph)
+            found.append(result)
+            return graph.with_float(result.float_quantizers) if result.float_quantizers else model
+
+        return refine
 
     def _check(self, fmt: str, precision: str, path: Path):
         device = "cuda" if fmt == "tensorrt" else self.cfg.device
@@ -210,8 +263,10 @@ class Exporter:
         if status == "parity_failed" and not self.cfg.allow_parity_failure:
             files = [self._mark_failed(Path(f)) for f in files]
             path = Path(f"{path}.failed")
+        fb = options.get("fallback")
         return ArtifactResult(fmt, precision, str(path), status, parity.to_dict(), parity.reason,
-                              seconds=time.perf_counter() - t0, size_bytes=size, files=files)
+                              seconds=time.perf_counter() - t0, size_bytes=size, files=files,
+                              float_quantizers=(len(fb["float_quantizers"]), fb["total_quantizers"]) if fb else None)
 
     def _metadata(self, fmt: str, precision: str, options: dict) -> dict[str, Any]:
         return {
@@ -234,6 +289,7 @@ class Exporter:
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         self._parity_x, self._parity_kind, self._labels = self._parity_inputs()
+        self._calib_cache, self._calib_reference = None, None
         with torch.no_grad():
             self._reference = run_batched(lambda a: self.source.model(torch.from_numpy(a)).numpy(),
                                           self._parity_x, self.batch)

@@ -193,7 +193,8 @@ def to_int8(src: Path, dst: Path, calib: np.ndarray, *, per_channel: bool = Fals
                 activation_type=QuantType.QInt8 if symmetric_activations else QuantType.QUInt8,
                 weight_type=QuantType.QInt8, per_channel=per_channel, nodes_to_exclude=list(exclude_nodes),
                 calibrate_method=CalibrationMethod.MinMax,
-                extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True})
+                extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True,
+                               "QDQKeepRemovableActivations": True})
     except Exception as exc:
         raise ExportError(f"int8 quantisation failed: {str(exc).splitlines()[0]}") from None
     finally:

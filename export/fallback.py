@@ -1,0 +1,100 @@
+"""int8 with float fallback: keep the most sensitive activation quantizers in float until the parity gate passes.
+
+Static int8 gives each activation tensor one scale for all images. Where a tensor's magnitude varies by orders
+of magnitude between images (late layers of an untrained MobileNetV3: 2,600x between the 5th percentile and the
+largest image), the small images round to the zero point and their embeddings collapse. TensorRT's layer
+precision fallback and NNCF's accuracy control answer this by leaving some layers in float; this module does it
+for both runtimes with the parity gate as the criterion:
+
+1. rank the activation quantizers by their own error: per image, the signal-to-quantisation-noise ratio
+   ``10 log10(|x|^2 / |x - dq(q(x))|^2)`` of the tensor, and a quantizer's score is a low percentile of it over
+   the calibration images (an average would hide the images that collapse);
+2. keep the worst k in float, k = 1, 2, 4, ... up to a cap, until the gate passes on the calibration images
+   (the final gate then runs on the separate parity images), and bisect back to the smallest passing k.
+
+The runtime-specific parts (measuring, rewriting the graph) live in ``export.qdq`` (ONNX QDQ, also the input of
+TensorRT's explicit quantisation) and ``export.openvino_export`` (NNCF FakeQuantize).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from export.parity import ParityResult
+
+SCORE_PERCENTILE = 10  # a quantizer's score: this percentile of its per-image SQNR (dB)
+
+
+def per_image_sqnr(x: np.ndarray, xq: np.ndarray) -> np.ndarray:
+    """SQNR in dB of each image's tensor ``x`` (N, ...) against its quantised version ``xq``; +inf where exact."""
+    x = x.reshape(len(x), -1).astype(np.float64)
+    err = ((x - xq.reshape(len(xq), -1).astype(np.float64)) ** 2).sum(1)
+    sig = (x ** 2).sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        db = 10 * np.log10(sig / err)
+    db[err == 0] = np.inf
+    db[(err > 0) & (sig == 0)] = -np.inf
+    return db
+
+
+def chunks(images: np.ndarray, size: int, static: bool):
+    """(batch, n_real) pieces of ``images``; with a static batch the last piece is padded to ``size``."""
+    for i in range(0, len(images), size):
+        part = images[i:i + size]
+        n = len(part)
+        if static and n < size:
+            part = np.concatenate([part, np.repeat(part[-1:], size - n, axis=0)])
+        yield part, n
+
+
+def score(sqnr_db: np.ndarray) -> float:
+    return float(np.percentile(sqnr_db, SCORE_PERCENTILE))
+
+
+@dataclass
+class FallbackResult:
+    """What the search did: the quantizers left in float (worst first) and each trial's gate figures."""
+
+    float_quantizers: list[str]
+    total_quantizers: int
+    passed: bool
+    trials: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def search(ranked: Sequence[str], evaluate: Callable[[list[str]], ParityResult], max_float: int,
+           first: ParityResult) -> FallbackResult:
+    """Smallest k (doubling, then bisection) such that keeping ``ranked[:k]`` in float passes ``evaluate``.
+
+    ``first`` is the gate result of the plain int8 model (k = 0). Returns ``passed=False`` with the largest k
+    tried when even ``max_float`` quantizers in float do not pass.
+    """
+    trials = [_trial(0, first)]
+    if first.passed or max_float <= 0 or not ranked:
+        return FallbackResult([], len(ranked), first.passed, trials)
+    cap = min(max_float, len(ranked))
+    lo, hi, k = 0, None, 1
+    while hi is None:
+        result = evaluate(list(ranked[:k]))
+        trials.append(_trial(k, result))
+        if result.passed:
+            hi = k
+        elif k == cap:
+            return FallbackResult(list(ranked[:k]), len(ranked), False, trials)
+        else:
+            lo, k = k, min(2 * k, cap)
+    while hi - lo > 1:  # the gate is close to monotone in k: find the smallest passing k
+        mid = (lo + hi) // 2
+        result = evaluate(list(ranked[:mid]))
+        trials.append(_trial(mid, result))
+        lo, hi = (lo, mid) if result.passed else (mid, hi)
+    return FallbackResult(list(ranked[:hi]), len(ranked), True, trials)
+
+
+def _trial(k: int, r: ParityResult) -> dict:
+    return {"float": k, "passed": r.passed, "min_cosine": round(r.min_cosine, 6),
+            "mean_cosine": round(r.mean_cosine, 6), "neighbour_overlap@10": round(r.neighbour_overlap, 4)}
