@@ -49,6 +49,9 @@ class SuiteConfig:
     rounds: int = 3
     train_limit: int = 5000  # kNN bank and queries for task parity
     val_limit: int = 1000
+    calib_size: int = 128  # int8 calibration images, from --train where given (never the parity images)
+    parity_size: int = 64
+    parity_only: bool = False  # export and gate, no timing: only the parity table of --export-doc
 
 
 def _student_run(cfg: SuiteConfig, name: str, size: int, out: Path) -> tuple[Path, bool]:
@@ -79,13 +82,16 @@ def run_suite(cfg: SuiteConfig) -> list[dict]:
         for size in cfg.sizes:
             run, trained = _student_run(cfg, name, size, out)
             export_dir = out / f"{name}-{size}-export"
-            images = cfg.calib or cfg.val
+            images = cfg.val
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 exported = export_model(ExportConfig(
-                    model=str(run), formats=cfg.formats, precisions=cfg.precisions, calib=images,
-                    calib_size=128, parity_data=images, parity_size=64, img_size=size, out=str(export_dir),
-                    allow_parity_failure=True, workers=0))
+                    model=str(run), formats=cfg.formats, precisions=cfg.precisions, calib=cfg.calib or cfg.train or images,
+                    calib_size=cfg.calib_size, parity_data=images, parity_size=cfg.parity_size, img_size=size,
+                    out=str(export_dir), allow_parity_failure=True, workers=0))
+            if cfg.parity_only:
+                sections.append({"student": name, "img_size": size, "trained": trained, "export": exported})
+                continue
             targets = [str(run / "student.pt")] + [a["path"] for a in exported["artifacts"] if a.get("path")
                                                   and not a["path"].endswith(".failed")]
             bench_cfg = BenchConfig(targets=targets, data=images,
@@ -112,14 +118,16 @@ def _floor_line(report: dict) -> str:
 def parity_table(sections: list[dict], command: str) -> str:
     """Every export's parity figures (from each export.json), one row per student, size, format and precision."""
     lines = [f"Command: `{command}` (see docs/BENCHMARKS.md for the machine).", "",
-             "| student | size | weights | format | precision | status | size MB | min cos | mean cos | overlap@10 | "
-             "max abs | p99 abs |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| student | size | weights | format | precision | status | float quantizers | size MB | min cos | mean cos | "
+             "overlap@10 | max abs | p99 abs |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in sections:
         for a in s["export"]["artifacts"]:
             p = a.get("parity") or {}
             status = {"ok": "✅ ok", "parity_failed": "❌ parity failed"}.get(a["status"], f"❌ {a['status']}")
+            fq = a.get("float_quantizers")
             lines.append(f"| {s['student']} | {s['img_size']} | {'trained' if s['trained'] else 'untrained'} | "
-                         f"{a['format']} | {a['precision']} | {status} | {_num(a.get('size_bytes', 0) / 1e6, 1)} | "
+                         f"{a['format']} | {a['precision']} | {status} | {f'{fq[0]} of {fq[1]}' if fq else '-'} | "
+                         f"{_num(a.get('size_bytes', 0) / 1e6, 1)} | "
                          f"{_num(p.get('min_cosine'), 6)} | {_num(p.get('mean_cosine'), 6)} | "
                          f"{_num(p.get('neighbour_overlap@10'), 3)} | {_num(p.get('max_abs'), 2, 'e')} | "
                          f"{_num(p.get('p99_abs'), 2, 'e')} |")
@@ -171,15 +179,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup-s", type=float, default=1.0)
     p.add_argument("--train-limit", type=int, default=5000)
     p.add_argument("--val-limit", type=int, default=1000)
+    p.add_argument("--calib-size", type=int, default=128, help="int8 calibration images (from --train where given)")
+    p.add_argument("--parity-size", type=int, default=64, help="parity images (from --val)")
+    p.add_argument("--parity-only", action="store_true",
+                   help="export and gate only, no timing: rewrites just the parity table of --export-doc")
     args = p.parse_args(argv)
     cfg = SuiteConfig(out=args.out, doc=args.doc, export_doc=args.export_doc, students=tuple(args.students.split(",")),
                       sizes=tuple(int(s) for s in args.sizes.split(",")),
                       batch_sizes=tuple(int(b) for b in args.batch_sizes.split(",")),
                       trained=dict(t.split("=", 1) for t in args.trained), train=args.train, val=args.val,
                       rounds=args.rounds, min_time_s=args.min_time_s, warmup_s=args.warmup_s,
-                      train_limit=args.train_limit, val_limit=args.val_limit)
+                      train_limit=args.train_limit, val_limit=args.val_limit, calib_size=args.calib_size,
+                      parity_size=args.parity_size, parity_only=args.parity_only)
     sections = run_suite(cfg)
     command = "python -m bench.suite " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    if cfg.parity_only:
+        table = parity_table(sections, command)
+        if cfg.export_doc:
+            write_between_markers(Path(cfg.export_doc), "parity", table)
+        print(table)
+        return 0
     text = render(sections, command)
     if cfg.doc:
         doc = Path(cfg.doc)

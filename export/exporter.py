@@ -24,7 +24,8 @@ from distill.errors import EdgeDistillError
 from distill.evaluate import l2_normalize, search, topk_accuracy, weighted_knn
 from export.backends import load_backend
 from export.errors import ExportError
-from export.fallback import FallbackResult, chunks, search
+from export.fallback import FallbackResult, chunks
+from export.fallback import search as fallback_search
 from export.formats import FORMATS, PRECISIONS, get_format
 from export.images import load_images, random_images
 from export.metadata import now, versions, write_metadata
@@ -100,7 +101,8 @@ def loo_knn_metric(labels: np.ndarray, k: int = 20, t: float = 0.07):
     """An NNCF validation function: leave-one-out weighted-kNN top-1 of a compiled model on labelled images."""
 
     def metric(compiled_model, dataset) -> float:
-        feats = l2_normalize(np.concatenate([np.asarray(compiled_model(x)[0]) for x in dataset.get_inference_data()]))
+        items = dataset.get_inference_data() if hasattr(dataset, "get_inference_data") else dataset  # NNCF passes an iterable
+        feats = l2_normalize(np.concatenate([np.asarray(compiled_model(x)[0]) for x in items]))
         sims, nbrs = search(feats, feats, min(k + 1, len(feats)))
         sims, nbrs = sims[:, 1:], nbrs[:, 1:]  # drop each image itself
         scores = weighted_knn(sims, labels[nbrs], int(labels.max()) + 1, t)
@@ -201,12 +203,12 @@ class Exporter:
         first = judge(graph.model)
         limit = int(self.cfg.int8_fallback * len(graph.quantizers))
         if first.passed or limit <= 0:
-            return search(graph.quantizers, judge, 0, first)
+            return fallback_search(graph.quantizers, judge, 0, first)
         print(f"int8 misses the parity gate on the calibration images ({first.reason}); looking for up to {limit} "
               f"of {len(graph.quantizers)} activation quantizers to keep in float", file=sys.stderr, flush=True)
         size = self.batch.static or 32
         ranked = [name for name, _ in graph.rank(calib, size, self.batch.static is not None)]
-        return search(ranked, lambda names: judge(graph.with_float(names)), limit, first)
+        return fallback_search(ranked, lambda names: judge(graph.with_float(names)), limit, first)
 
     def _onnx_fallback(self, path: Path) -> FallbackResult:
         import onnx

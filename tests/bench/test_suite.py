@@ -15,10 +15,11 @@ def test_parity_table_has_a_row_per_artifact_with_its_status():
     parity = {"min_cosine": 0.999999, "mean_cosine": 1.0, "neighbour_overlap@10": 1.0, "max_abs": 1e-6, "p99_abs": 5e-7}
     sections = [{"student": "alexnet", "img_size": 32, "trained": True, "export": {"artifacts": [
         {"format": "onnx", "precision": "fp32", "status": "ok", "parity": parity, "size_bytes": 2_000_000},
-        {"format": "openvino", "precision": "int8", "status": "parity_failed", "parity": {**parity, "min_cosine": 0.5}},
+        {"format": "openvino", "precision": "int8", "status": "parity_failed", "parity": {**parity, "min_cosine": 0.5},
+         "float_quantizers": [3, 90]},
         {"format": "tensorrt", "precision": "fp16", "status": "export_failed", "parity": None}]}}]
     rows = [r for r in parity_table(sections, "cmd").splitlines() if r.startswith("| alexnet")]
     assert len(rows) == 3
     assert "✅ ok" in rows[0] and "| 2.0 |" in rows[0] and "0.999999" in rows[0]
-    assert "❌ parity failed" in rows[1] and "0.500000" in rows[1]
+    assert "❌ parity failed" in rows[1] and "0.500000" in rows[1] and "| 3 of 90 |" in rows[1]
     assert "❌ export_failed" in rows[2] and rows[2].count("| - ") >= 5
