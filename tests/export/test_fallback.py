@@ -73,7 +73,7 @@ def qdq_mobilenet(cifar_small, tmp_path_factory):
     to_int8(out / "fp32.onnx", out / "int8.onnx", x)
     with torch.no_grad():
         ref = src.model(torch.from_numpy(x)).numpy()
-    return onnx.load(str(out / "int8.onnx")), x, ref
+    return onnx.load(str(out / "int8.onnx")), x, ref, out / "fp32.onnx"
 
 
 @pytest.mark.testbed
@@ -81,7 +81,7 @@ def qdq_mobilenet(cifar_small, tmp_path_factory):
 def test_qdq_rewrite_keeps_the_graph_and_moves_towards_float(qdq_mobilenet):
     from export.qdq import QDQGraph
 
-    model, x, ref = qdq_mobilenet
+    model, x, ref, _ = qdq_mobilenet
     graph = QDQGraph(model)
     names = graph.quantizers
     assert len(names) > 50 and "embedding_QuantizeLinear_Input" in names  # the output is quantized too
@@ -106,7 +106,7 @@ def test_qdq_fake_quantize_matches_onnxruntime(qdq_mobilenet):
     """The ranking's numpy Q/DQ equals onnxruntime's on a real tensor of the graph."""
     from export.qdq import QDQGraph, fake_quantize
 
-    model, x, _ = qdq_mobilenet
+    model, x, _, _ = qdq_mobilenet
     graph = QDQGraph(model)
     t = graph.quantizers[5]
     probe = onnx.ModelProto()
@@ -146,7 +146,7 @@ def test_openvino_fake_quantize_rewrite(cifar_small, qdq_mobilenet, tmp_path):
 
     from export.openvino_export import FakeQuantizeGraph, nncf_options
 
-    _, x, ref = qdq_mobilenet
+    _, x, ref, _ = qdq_mobilenet
     fp32 = tmp_path / "fp32.onnx"
     from export.onnx_export import BatchSpec, torch_to_onnx
     from export.sources import load_source
@@ -166,3 +166,28 @@ def test_openvino_fake_quantize_rewrite(cifar_small, qdq_mobilenet, tmp_path):
     assert weights_only.mean_cosine > 0.99
     ranked = graph.rank(x, batch=16)
     assert sorted(n for n, _ in ranked) == sorted(names)
+
+
+@pytest.mark.testbed
+@pytest.mark.slow
+def test_symmetric_qdq_for_tensorrt_keeps_its_form_after_the_fallback(qdq_mobilenet, tmp_path):
+    """TensorRT's explicit int8 input (S8S8, zero points 0) after some quantizers are left in float: still a
+    valid graph whose remaining quantizers are symmetric int8, and closer to PyTorch than before."""
+    from onnx import numpy_helper
+
+    from export.onnx_export import to_int8
+    from export.qdq import QDQGraph
+
+    _, x, ref, fp32 = qdq_mobilenet
+    to_int8(fp32, tmp_path / "sym.onnx", x, symmetric_activations=True)
+    graph = QDQGraph(onnx.load(str(tmp_path / "sym.onnx")))
+    worst = [name for name, _ in graph.rank(x, batch=16)][: len(graph.quantizers) // 2]
+    mixed = graph.with_float(worst)
+    onnx.checker.check_model(mixed, full_check=True)
+    inits = {t.name: numpy_helper.to_array(t) for t in mixed.graph.initializer}
+    zero_points = [inits[n.input[2]] for n in mixed.graph.node if n.op_type == "QuantizeLinear"]
+    assert len(zero_points) == len(graph.quantizers) - len(worst)
+    assert all(z.dtype == np.int8 and not z.any() for z in zero_points)
+    before = compare(ref, graph.runner(graph.model)(x), "int8")
+    after = compare(ref, graph.runner(mixed)(x), "int8")
+    assert after.mean_cosine > before.mean_cosine
