@@ -21,6 +21,7 @@ import torch
 from bench.report import markdown_table
 from bench.runner import BenchConfig, run_bench
 from distill.checkpoint import atomic_write_text, save_student, write_between_markers
+from distill.cli import script
 from distill.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from distill.progress import progress
 from distill.students import create_student
@@ -163,6 +164,7 @@ def render(sections: list[dict], command: str) -> str:
     return "\n".join(lines)
 
 
+@script("bench.suite")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.suite", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/bench")

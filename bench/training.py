@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 from distill.checkpoint import atomic_write_json
+from distill.cli import script
 from distill.config import TrainConfig
-from distill.errors import EdgeDistillError
 from distill.trainer import Trainer
 
 MODES = ("reference", "online", "cached")
@@ -237,6 +237,7 @@ def render_markdown(report: dict, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+@script("bench.training")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.training", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -267,11 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                            batch_size=args.batch_size, limit=args.limit, steps=args.steps, warmup=args.warmup,
                            workers=args.workers, device=args.device, modes=modes, compiled=args.compiled,
                            teacher_arch=args.teacher_arch, teacher_drop_head=tuple(args.teacher_drop_head))
-    try:
-        report = run_training_bench(cfg, args.out)
-    except EdgeDistillError as exc:
-        print(f"bench.training: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    report = run_training_bench(cfg, args.out)
     text = render_markdown(report, "python -m bench.training " + " ".join(argv or sys.argv[1:]))
     if args.markdown:
         from distill.checkpoint import atomic_write_text

@@ -9,6 +9,7 @@ as one JSON object on the last line of stdout. User errors (:class:`EdgeDistillE
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import os
@@ -91,6 +92,27 @@ def main_single(module_path: str, prog: str, argv: list[str] | None = None) -> i
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     module.add_arguments(parser)
     return execute(module, parser.parse_args(argv))
+
+
+def script(prog: str):
+    """Decorate a ``python -m`` helper's ``main(argv)``: a user error becomes one line, ``PROG: error: ...``, with
+    the error's exit code, and Ctrl-C exits 130, as in the ``edgedistill`` commands."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def main(argv: list[str] | None = None) -> int:
+            try:
+                return fn(argv)
+            except EdgeDistillError as exc:
+                print(f"{prog}: error: {exc}", file=sys.stderr)
+                return exc.exit_code
+            except KeyboardInterrupt:
+                print(f"{prog}: interrupted", file=sys.stderr)
+                return 130
+
+        return main
+
+    return wrap
 
 
 def entry() -> None:

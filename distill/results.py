@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distill.checkpoint import atomic_write_json, write_between_markers
+from distill.cli import script
 from distill.errors import EdgeDistillError
 
 STUDENTS = ("mobilenetv3_large_100", "efficientnet_b0", "alexnet")
@@ -182,6 +183,7 @@ def machine_name(device: str) -> str:
     return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores (torch {torch.__version__})"
 
 
+@script("distill.results")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m distill.results", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -221,14 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"machine": machine_name(args.device), "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
             "train_limit": args.train_limit, "command": "python -m distill.results " + " ".join(argv or sys.argv[1:])}
     results = []
-    try:
-        for row in rows:
-            print(f"[results] {row.key}", file=sys.stderr, flush=True)
-            results.append(run_row(row, args))
-            write_outputs(results, meta, args)
-    except EdgeDistillError as exc:
-        print(f"distill.results: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    for row in rows:
+        print(f"[results] {row.key}", file=sys.stderr, flush=True)
+        results.append(run_row(row, args))
+        write_outputs(results, meta, args)
     return 0
 
 

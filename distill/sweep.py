@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from distill.checkpoint import load_student
+from distill.cli import script
 from distill.config import TrainConfig
 from distill.data import scan_folder
 from distill.embedders import StudentEmbedder
@@ -49,6 +50,7 @@ def run_sweep(specs: list[str], data: str, val: str, teacher: str, out: Path, li
     return rows
 
 
+@script("distill.sweep")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m distill.sweep", description=__doc__.splitlines()[0])
     p.add_argument("specs", nargs="+", metavar="NAME=JSON")

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from distill._deps import require
+from distill.cli import script
 from distill.errors import MissingDependencyError
 from retrieval_demo.server import create_app
 
@@ -67,6 +68,7 @@ def screenshot(index: str, query: str, out: str, k: int = 10, width: int = 1200,
     return Path(out)
 
 
+@script("retrieval_demo.screenshot")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m retrieval_demo.screenshot", description=__doc__.splitlines()[0])
     p.add_argument("--index", required=True)

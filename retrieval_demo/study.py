@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from distill.checkpoint import atomic_write_json, write_between_markers
+from distill.cli import script
 from retrieval_demo.metrics import evaluate_index
 from retrieval_demo.store import INDEX_KINDS, ImageIndex, IndexParams, build_index, rebuild_index
 
@@ -72,6 +73,7 @@ def render(rows: list[dict], command: str) -> str:
     return "\n".join(head + lines) + "\n"
 
 
+@script("retrieval_demo.study")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m retrieval_demo.study", description=__doc__.splitlines()[0])
     p.add_argument("--images", required=True)

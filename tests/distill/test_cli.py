@@ -79,3 +79,21 @@ def test_corrupt_only_folder_for_eval_is_an_error(tmp_path, synthetic_folder):
     proc = run_cli("distill", "eval", "--model", "timm:resnet10t", "--train", str(tmp_path / "broken"),
                    "--val", str(tmp_path / "broken"), "--model-input-size", "32")
     _assert_one_line_error(proc)
+
+
+def test_helper_scripts_turn_user_errors_into_one_line(capsys, tmp_path):
+    """The ``python -m`` helpers (bench.suite, distill.sweep, ...) answer bad input as the commands do."""
+    from bench.suite import main as suite_main
+    from distill.cli import script
+    from distill.errors import DataError
+
+    @script("demo.tool")
+    def failing(argv):
+        raise DataError("the folder 'x' is empty; point --data at a folder of images")
+
+    assert failing([]) == DataError.exit_code
+    assert capsys.readouterr().err.strip() == "demo.tool: error: the folder 'x' is empty; point --data at a folder of images"
+    code = suite_main(["--parity-only", "--students", "alexnet", "--sizes", "32",
+                       "--trained", f"alexnet={tmp_path / 'missing'}", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("bench.suite: error: ") and "Traceback" not in "\n".join(err)
