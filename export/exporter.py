@@ -31,6 +31,7 @@ from export.images import load_images, random_images
 from export.metadata import now, versions, write_metadata
 from export.onnx_export import BatchSpec, simplify, to_fp16, to_int8, torch_to_onnx
 from export.parity import compare
+from export.tolerances import FALLBACK_TARGET
 from export.sources import Source, load_source
 
 
@@ -189,8 +190,9 @@ class Exporter:
 
     # -- int8 float fallback (export.fallback) ------------------------------------------------------------------
     def _fallback(self, graph) -> FallbackResult:
-        """Judge the int8 graph on the calibration images against PyTorch; if it misses the gate, search for the
-        fewest activation quantizers to keep in float (at most ``int8_fallback`` of them)."""
+        """Judge the int8 graph on the calibration images against PyTorch; if it misses ``FALLBACK_TARGET`` (a
+        margin above the gate), search for the fewest activation quantizers to keep in float (at most
+        ``int8_fallback`` of them)."""
         calib = self._calibration()
         if self._calib_reference is None:
             with torch.no_grad():
@@ -198,13 +200,14 @@ class Exporter:
                                                     calib, self.batch)
 
         def judge(model):
-            return compare(self._calib_reference, run_batched(graph.runner(model), calib, self.batch), "int8")
+            return compare(self._calib_reference, run_batched(graph.runner(model), calib, self.batch), "int8",
+                           tolerance=FALLBACK_TARGET)
 
         first = judge(graph.model)
         limit = int(self.cfg.int8_fallback * len(graph.quantizers))
         if first.passed or limit <= 0:
             return fallback_search(graph.quantizers, judge, 0, first)
-        print(f"int8 misses the parity gate on the calibration images ({first.reason}); looking for up to {limit} "
+        print(f"int8 misses the fallback target on the calibration images ({first.reason}); looking for up to {limit} "
               f"of {len(graph.quantizers)} activation quantizers to keep in float", file=sys.stderr, flush=True)
         size = self.batch.static or 32
         ranked = [name for name, _ in graph.rank(calib, size, self.batch.static is not None)]

@@ -33,3 +33,9 @@ TOLERANCES: dict[str, Tolerance] = {
     "fp16": Tolerance(min_cosine=0.999, min_mean_cosine=0.9999, min_overlap=0.9),
     "int8": Tolerance(min_cosine=0.6, min_mean_cosine=0.95, min_overlap=0.8),
 }
+
+# What the int8 float-fallback search (export.fallback) aims for on the calibration images. It aims above the
+# gate because the gate then runs on other images (the parity set), and the worst image and the neighbour overlap
+# move between image sets: searches that stopped just above the gate on calibration images missed it on the
+# parity images by up to 0.02 of overlap and 0.2 of worst-image cosine (docs/EXPORT.md).
+FALLBACK_TARGET = Tolerance(min_cosine=0.75, min_mean_cosine=0.96, min_overlap=0.85)
