@@ -32,6 +32,8 @@ from export.metadata import now, versions, write_metadata
 from export.onnx_export import BatchSpec, simplify, to_fp16, to_int8, torch_to_onnx
 from export.parity import compare
 from export.tolerances import FALLBACK_TARGET
+
+MIXED_WARNING = 0.25  # above this fraction of quantizers in float, say that int8 may be slower than fp32
 from export.sources import Source, load_source
 
 
@@ -211,7 +213,12 @@ class Exporter:
               f"of {len(graph.quantizers)} activation quantizers to keep in float", file=sys.stderr, flush=True)
         size = self.batch.static or 32
         ranked = [name for name, _ in graph.rank(calib, size, self.batch.static is not None)]
-        return fallback_search(ranked, lambda names: judge(graph.with_float(names)), limit, first)
+        result = fallback_search(ranked, lambda names: judge(graph.with_float(names)), limit, first)
+        if len(result.float_quantizers) > MIXED_WARNING * len(graph.quantizers):
+            print(f"note: int8 keeps {len(result.float_quantizers)} of {len(graph.quantizers)} activation quantizers in "
+                  "float; a graph this mixed can run slower than fp32 (docs/EXPORT.md): compare them with "
+                  "`edgedistill bench` before deploying it", file=sys.stderr, flush=True)
+        return result
 
     def _onnx_fallback(self, path: Path) -> FallbackResult:
         import onnx

@@ -130,6 +130,7 @@ def test_export_falls_back_to_float_where_int8_misses_the_gate(cifar_small, tmp_
     kept, total = art["float_quantizers"]
     assert art["status"] == "ok" and 0 < kept <= 0.75 * total
     assert "activation quantizers to keep in float" in proc.stderr and "fallback target" in proc.stderr
+    assert ("slower than fp32" in proc.stderr) == (kept > 0.25 * total)
     from export.metadata import read_metadata
 
     fallback = read_metadata(art["path"])["options"]["fallback"]
