@@ -79,7 +79,8 @@ def torch_to_onnx(model: torch.nn.Module, img_size: int, path: Path, batch: Batc
     return path
 
 
-def _session(path_or_bytes):
+def cpu_session(path_or_bytes):
+    """An onnxruntime CPU session of a file or serialised model, quiet."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -107,8 +108,8 @@ def simplify(path: Path, img_size: int, batch: BatchSpec) -> bool:
     except Exception:
         return False
     x = np.random.default_rng(0).standard_normal((batch.static or 2, 3, img_size, img_size)).astype(np.float32)
-    a = _session(original.SerializeToString()).run(None, {INPUT_NAME: x})[0]
-    b = _session(slim.SerializeToString()).run(None, {INPUT_NAME: x})[0]
+    a = cpu_session(original.SerializeToString()).run(None, {INPUT_NAME: x})[0]
+    b = cpu_session(slim.SerializeToString()).run(None, {INPUT_NAME: x})[0]
     cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
     if a.shape != b.shape or cos.min() < 1 - 1e-6:
         return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from export.fallback import chunks, per_image_sqnr, score
+from export.onnx_export import cpu_session
 
 
 class QDQGraph:
@@ -40,7 +41,7 @@ class QDQGraph:
     @staticmethod
     def runner(model):
         """(B, 3, S, S) -> (B, D) with onnxruntime on the CPU, for judging a candidate graph."""
-        session = _session(model.SerializeToString())
+        session = cpu_session(model.SerializeToString())
         name = session.get_inputs()[0].name
         return lambda x: session.run(None, {name: x})[0]
 
@@ -56,7 +57,7 @@ class QDQGraph:
         renamed = {o.name for o in probe.graph.output}
         names = {t: (self.pairs[t][1] if self.pairs[t][1] in renamed else t) for t in self.pairs}
         probe.graph.output.extend(onnx.ValueInfoProto(name=v) for v in names.values() if v not in renamed)
-        session = _session(probe.SerializeToString())
+        session = cpu_session(probe.SerializeToString())
         outputs = [o.name for o in session.get_outputs()]
         sqnr: dict[str, list[np.ndarray]] = {t: [] for t in self.pairs}
         for part, n in chunks(images, batch, static):
@@ -81,7 +82,8 @@ class QDQGraph:
         rename = {t: self.pairs[t][1] for t in tensors if self.pairs[t][1] in outputs}
         for n in model.graph.node:
             for i, name in enumerate(n.input):
-                n.input[i] = rename.get(swap.get(name, name), swap.get(name, name))
+                name = swap.get(name, name)  # a bypassed DQ's output -> the float tensor
+                n.input[i] = rename.get(name, name)  # the float tensor -> the graph output's name
             if n.op_type == "DequantizeLinear" and n.output[0] in rename.values():
                 n.output[0] = f"{n.output[0]}_bypassed"
             for i, name in enumerate(n.output):
@@ -110,11 +112,3 @@ def _prune(graph) -> None:
     used = {i for n in graph.node for i in n.input}
     for t in [t for t in graph.initializer if t.name not in used]:
         graph.initializer.remove(t)
-
-
-def _session(model_bytes: bytes):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
