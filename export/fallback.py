@@ -1,16 +1,18 @@
-"""int8 with float fallback: keep the most sensitive activation quantizers in float until the parity gate passes.
+"""int8 with float fallback: keep the most sensitive activation quantizers in float until int8 meets the gate.
 
 Static int8 gives each activation tensor one scale for all images. Where a tensor's magnitude varies by orders
-of magnitude between images (late layers of an untrained MobileNetV3: 2,600x between the 5th percentile and the
-largest image), the small images round to the zero point and their embeddings collapse. TensorRT's layer
+of magnitude between images (late layers of an untrained MobileNetV3 at 224 px), the small images round to the
+zero point and their embeddings collapse. TensorRT's layer
 precision fallback and NNCF's accuracy control answer this by leaving some layers in float; this module does it
 for both runtimes with the parity gate as the criterion:
 
-1. rank the activation quantizers by their own error: per image, the signal-to-quantisation-noise ratio
-   ``10 log10(|x|^2 / |x - dq(q(x))|^2)`` of the tensor, and a quantizer's score is a low percentile of it over
-   the calibration images (an average would hide the images that collapse);
-2. keep the worst k in float, k = 1, 2, 4, ... up to a cap, until the gate passes on the calibration images
-   (the final gate then runs on the separate parity images), and bisect back to the smallest passing k.
+1. rank the activation quantizers by their own error, each measured in isolation (every other activation in
+   float): per image, the signal-to-quantisation-noise ratio ``10 log10(|x|^2 / |x - dq(q(x))|^2)`` of the
+   tensor, and a quantizer's score is a low percentile of it over the calibration images (an average would
+   hide the images that collapse);
+2. keep the worst k in float, k = 1, 2, 4, ... up to a cap, until ``tolerances.FALLBACK_TARGET`` (a margin
+   above the gate) is met on the calibration images (the gate then runs on the separate parity images), and
+   bisect back to the smallest k that meets it.
 
 The runtime-specific parts (measuring, rewriting the graph) live in ``export.qdq`` (ONNX QDQ, also the input of
 TensorRT's explicit quantisation) and ``export.openvino_export`` (NNCF FakeQuantize).
