@@ -2,9 +2,8 @@
 
 Static int8 gives each activation tensor one scale for all images. Where a tensor's magnitude varies by orders
 of magnitude between images (late layers of an untrained MobileNetV3 at 224 px), the small images round to the
-zero point and their embeddings collapse. TensorRT's layer
-precision fallback and NNCF's accuracy control answer this by leaving some layers in float; this module does it
-for both runtimes with the parity gate as the criterion:
+zero point and their embeddings collapse. TensorRT's layer precision fallback and NNCF's accuracy control answer
+this by leaving some layers in float; this module does it for every runtime, with the parity gate as criterion:
 
 1. rank the activation quantizers by their own error, each measured in isolation (every other activation in
    float): per image, the signal-to-quantisation-noise ratio ``10 log10(|x|^2 / |x - dq(q(x))|^2)`` of the
