@@ -31,10 +31,10 @@ from export.images import load_images, random_images
 from export.metadata import now, versions, write_metadata
 from export.onnx_export import BatchSpec, simplify, to_fp16, to_int8, torch_to_onnx
 from export.parity import compare
+from export.sources import Source, load_source
 from export.tolerances import FALLBACK_TARGET
 
 MIXED_WARNING = 0.25  # above this fraction of quantizers in float, say that int8 may be slower than fp32
-from export.sources import Source, load_source
 
 
 @dataclass
@@ -166,16 +166,16 @@ class Exporter:
         elif fmt == "openvino":
             from export.openvino_export import export_openvino_ir
 
-            calib, accuracy, found = None, None, []
+            calib, accuracy = None, None
             if precision == "int8":
                 calib = self._calibration()
                 if cfg.max_knn_drop is not None and self._labels is not None:
                     accuracy = (self._parity_x, loo_knn_metric(self._labels))
-            export_openvino_ir(base_onnx, target, precision, calib, cfg.calib_size, accuracy, cfg.max_knn_drop,
-                               refine=self._openvino_fallback(found) if precision == "int8" else None)
+            found = export_openvino_ir(base_onnx, target, precision, calib, cfg.calib_size, accuracy,
+                                       cfg.max_knn_drop, refine=self._openvino_fallback if precision == "int8" else None)
             if precision == "int8":
                 options = {"subset_size": cfg.calib_size, "max_knn_drop": cfg.max_knn_drop, "preset": "mixed",
-                           "activation_ranges": "minmax", "fallback": found[0].to_dict() if found else None}
+                           "activation_ranges": "minmax", "fallback": found.to_dict()}
         elif fmt == "tensorrt":
             from export.tensorrt_export import build_engine, check_available, plan_engine
 
@@ -190,6 +190,11 @@ class Exporter:
             options["plan"] = plan.to_dict()
         return target, options
 
+    def _embed_torch(self, x: np.ndarray) -> np.ndarray:
+        """The PyTorch student's embeddings of (N, 3, S, S) images: what every artifact is compared with."""
+        with torch.no_grad():
+            return run_batched(lambda a: self.source.model(torch.from_numpy(a)).numpy(), x, self.batch)
+
     # -- int8 float fallback (export.fallback) ------------------------------------------------------------------
     def _fallback(self, graph) -> FallbackResult:
         """Judge the int8 graph on the calibration images against PyTorch; if it misses ``FALLBACK_TARGET`` (a
@@ -197,9 +202,7 @@ class Exporter:
         ``int8_fallback`` of them)."""
         calib = self._calibration()
         if self._calib_reference is None:
-            with torch.no_grad():
-                self._calib_reference = run_batched(lambda a: self.source.model(torch.from_numpy(a)).numpy(),
-                                                    calib, self.batch)
+            self._calib_reference = self._embed_torch(calib)
 
         def judge(model):
             return compare(self._calib_reference, run_batched(graph.runner(model), calib, self.batch), "int8",
@@ -233,16 +236,13 @@ class Exporter:
             check_onnx(path)
         return result
 
-    def _openvino_fallback(self, found: list):
+    def _openvino_fallback(self, model):
+        """``export_openvino_ir``'s refine step: the quantised ``ov.Model`` -> (the model to save, FallbackResult)."""
         from export.openvino_export import FakeQuantizeGraph
 
-        def refine(model):
-            graph = FakeQuantizeGraph(model)
-            result = self._fallback(graph)
-            found.append(result)
-            return graph.with_float(result.float_quantizers) if result.float_quantizers else model
-
-        return refine
+        graph = FakeQuantizeGraph(model)
+        result = self._fallback(graph)
+        return (graph.with_float(result.float_quantizers) if result.float_quantizers else model), result
 
     def _check(self, fmt: str, precision: str, path: Path):
         device = "cuda" if fmt == "tensorrt" else self.cfg.device
@@ -302,9 +302,7 @@ class Exporter:
         self.out.mkdir(parents=True, exist_ok=True)
         self._parity_x, self._parity_kind, self._labels = self._parity_inputs()
         self._calib_cache, self._calib_reference = None, None
-        with torch.no_grad():
-            self._reference = run_batched(lambda a: self.source.model(torch.from_numpy(a)).numpy(),
-                                          self._parity_x, self.batch)
+        self._reference = self._embed_torch(self._parity_x)
         precisions = cfg.precisions or (PRECISIONS if len(cfg.formats) > 1 else ("fp32",))
         results: list[ArtifactResult] = []
         with tempfile.TemporaryDirectory(prefix="edgedistill-export-") as tmp:

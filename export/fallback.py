@@ -19,7 +19,7 @@ TensorRT's explicit quantisation) and ``export.openvino_export`` (NNCF FakeQuant
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -52,6 +52,15 @@ def chunks(images: np.ndarray, size: int, static: bool):
 
 def score(sqnr_db: np.ndarray) -> float:
     return float(np.percentile(sqnr_db, SCORE_PERCENTILE))
+
+
+def rank_by_sqnr(batches: Iterable[dict[str, tuple[np.ndarray, np.ndarray]]]) -> list[tuple[str, float]]:
+    """(quantizer, score in dB) worst first, from batches of ``{quantizer: (reference, quantized tensor)}``."""
+    sqnr: dict[str, list[np.ndarray]] = {}
+    for batch in batches:
+        for name, (reference, quantized) in batch.items():
+            sqnr.setdefault(name, []).append(per_image_sqnr(reference, quantized))
+    return sorted(((name, score(np.concatenate(v))) for name, v in sqnr.items()), key=lambda ns: ns[1])
 
 
 @dataclass

@@ -18,9 +18,11 @@ from export.errors import ExportError
 
 def export_openvino_ir(onnx_fp32: Path, xml: Path, precision: str, calib: np.ndarray | None = None,
                        subset_size: int = 300, accuracy: tuple[np.ndarray, Callable] | None = None,
-                       max_drop: float | None = None, refine: Callable | None = None) -> Path:
-    """Convert, quantise (int8), optionally ``refine`` the quantised ``ov.Model`` (the float fallback), save."""
+                       max_drop: float | None = None, refine: Callable | None = None):
+    """Convert, quantise (int8), optionally ``refine`` the quantised ``ov.Model`` (the float fallback: ``refine``
+    returns the model to save and what it found), save. Returns what ``refine`` found, else ``None``."""
     ov = require("openvino", "openvino", "OpenVINO export")
+    found = None
     try:
         model = ov.convert_model(str(onnx_fp32))
     except Exception as exc:
@@ -28,7 +30,7 @@ def export_openvino_ir(onnx_fp32: Path, xml: Path, precision: str, calib: np.nda
     if precision == "int8":
         model = _quantize(model, calib, subset_size, accuracy, max_drop)
         if refine is not None:
-            model = refine(model)
+            model, found = refine(model)
     tmp = xml.with_name(f".{xml.stem}.tmp.xml")
     try:
         ov.save_model(model, str(tmp), compress_to_fp16=precision == "fp16")
@@ -39,7 +41,7 @@ def export_openvino_ir(onnx_fp32: Path, xml: Path, precision: str, calib: np.nda
     finally:
         tmp.unlink(missing_ok=True)
         tmp.with_suffix(".bin").unlink(missing_ok=True)
-    return xml
+    return found
 
 
 def _quantize(model, calib, subset_size, accuracy, max_drop):
@@ -107,23 +109,22 @@ class FakeQuantizeGraph:
 
     def rank(self, images: np.ndarray, batch: int = 32, static: bool = False) -> list[tuple[str, float]]:
         """(quantizer, score in dB) worst first, each measured in isolation with every activation in float."""
-        from export.fallback import chunks, per_image_sqnr, score
+        from export.fallback import chunks, rank_by_sqnr
 
         probe = self.with_float(self.quantizers)
-        outputs = probe.add_outputs([self.fq[name].input_value(0).get_node().output(
-            self.fq[name].input_value(0).get_index()).get_any_name() for name in self.fq])
+        probe.add_outputs([op.input_value(0).get_any_name() for op in self.fq.values()])
         params = {name: [_constant(op.input_value(i)) for i in range(1, 5)] + [op.get_levels()]
                   for name, op in self.fq.items()}
         compiled = compile_cpu(probe)
-        sqnr: dict[str, list[np.ndarray]] = {name: [] for name in self.fq}
-        first = len(compiled.outputs) - len(outputs)
-        for part, n in chunks(images, batch, static):
-            result = compiled(part)
-            for j, name in enumerate(self.fq):
-                x = np.asarray(result[compiled.outputs[first + j]])[:n]
-                sqnr[name].append(per_image_sqnr(x, fake_quantize(x, *params[name])))
-        scores = [(name, score(np.concatenate(v))) for name, v in sqnr.items()]
-        return sorted(scores, key=lambda ts: ts[1])
+        first = len(compiled.outputs) - len(self.fq)  # the added outputs come after the model's own
+
+        def batches():
+            for part, n in chunks(images, batch, static):
+                result = compiled(part)
+                values = {name: np.asarray(result[compiled.outputs[first + j]])[:n] for j, name in enumerate(self.fq)}
+                yield {name: (x, fake_quantize(x, *params[name])) for name, x in values.items()}
+
+        return rank_by_sqnr(batches())
 
 
 def fake_quantize(x: np.ndarray, in_lo, in_hi, out_lo, out_hi, levels: int) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from export.fallback import chunks, per_image_sqnr, score
+from export.fallback import chunks, rank_by_sqnr
 from export.onnx_export import cpu_session
 
 
@@ -59,15 +59,18 @@ class QDQGraph:
         probe.graph.output.extend(onnx.ValueInfoProto(name=v) for v in names.values() if v not in renamed)
         session = cpu_session(probe.SerializeToString())
         outputs = [o.name for o in session.get_outputs()]
-        sqnr: dict[str, list[np.ndarray]] = {t: [] for t in self.pairs}
-        for part, n in chunks(images, batch, static):
-            values = dict(zip(outputs, session.run(None, {session.get_inputs()[0].name: part})))
-            for t in self.pairs:
-                x = values[names[t]][:n]
-                ref = np.maximum(x, 0) if t in self.before_relu else x
-                sqnr[t].append(per_image_sqnr(ref, fake_quantize(x, *self.params[t])))
-        scores = [(t, score(np.concatenate(v))) for t, v in sqnr.items()]
-        return sorted(scores, key=lambda ts: ts[1])
+        input_name = session.get_inputs()[0].name
+
+        def batches():
+            for part, n in chunks(images, batch, static):
+                values = dict(zip(outputs, session.run(None, {input_name: part})))
+                pairs = {}
+                for t in self.pairs:
+                    x = values[names[t]][:n]
+                    pairs[t] = (np.maximum(x, 0) if t in self.before_relu else x, fake_quantize(x, *self.params[t]))
+                yield pairs
+
+        return rank_by_sqnr(batches())
 
     def with_float(self, tensors: list[str]):
         """A copy of the model in which the consumers of each named tensor read it in float (its Q/DQ pair

@@ -120,9 +120,10 @@ def test_qdq_fake_quantize_matches_onnxruntime(qdq_mobilenet):
 
 @pytest.mark.testbed
 @pytest.mark.slow
-def test_export_falls_back_to_float_where_int8_misses_the_gate(cifar_small, tmp_path):
+@pytest.mark.parametrize("fmt", ["onnx", pytest.param("openvino", marks=pytest.mark.openvino)])
+def test_export_falls_back_to_float_where_int8_misses_the_gate(cifar_small, tmp_path, fmt):
     """The untrained MobileNetV3 that fails int8 (test_export.py) passes with some quantizers left in float."""
-    proc = run_cli("export", "--model", "student:mobilenetv3_large_100", "--img-size", "32", "--format", "onnx",
+    proc = run_cli("export", "--model", "student:mobilenetv3_large_100", "--img-size", "32", "--format", fmt,
                    "--precision", "int8", "--calib", str(cifar_small / "train"), "--calib-size", "40",
                    "--parity-size", "40", "--out", str(tmp_path), "--json", "--workers", "0")
     assert proc.returncode == 0, proc.stderr
