@@ -26,6 +26,7 @@ import torch
 from distill.checkpoint import atomic_write_json
 from distill.cli import script
 from distill.config import TrainConfig
+from distill.teachers import TeacherOptions, load_teacher
 from distill.trainer import Trainer
 
 MODES = ("reference", "online", "cached")
@@ -54,7 +55,7 @@ class TrainBenchConfig:
 def _train_config(cfg: TrainBenchConfig, out: Path, **kw) -> TrainConfig:
     return TrainConfig(data=cfg.data, teacher=cfg.teacher, student=cfg.student, img_size=cfg.img_size,
                        batch_size=cfg.batch_size, limit=cfg.limit, out=str(out), in_memory="on", device=cfg.device,
-                       workers=cfg.workers, teacher_arch=cfg.teacher_arch, teacher_drop_head=cfg.teacher_drop_head,
+                       workers=cfg.workers, teacher_options=TeacherOptions(arch=cfg.teacher_arch, drop_head=cfg.teacher_drop_head),
                        epochs=1000, **kw)
 
 
@@ -147,7 +148,6 @@ def compute_floor(cfg: TrainBenchConfig, device: torch.device) -> dict:
     from bench.environment import peak_gflops
     from bench.flops import count_flops
     from distill.students import create_student
-    from distill.teachers import TeacherOptions, load_teacher
 
     teacher = load_teacher(cfg.teacher, TeacherOptions(arch=cfg.teacher_arch, drop_head=cfg.teacher_drop_head))
     size = cfg.img_size or teacher.preprocess.input_size

@@ -1,13 +1,27 @@
-"""Configuration of a distillation run. The resolved config is saved in every checkpoint and run folder."""
+"""Configuration of a distillation run.
+
+:class:`TrainConfig` holds what the user asked for; :func:`resolve_config` turns it, with what the teacher and
+the student are, into the *resolved* config (every ``auto``/``None`` default replaced by its value). The
+trainer only reads a resolved config, never writes into it, and that config is saved in every checkpoint and
+run folder.
+"""
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from typing import Callable
+
 from distill.augment import AugmentConfig
 from distill.errors import ConfigError
+from distill.heads import HEADS
 from distill.losses import LOSSES, loss_options
+from distill.teachers import TeacherOptions
+
+# The head each method trains through when --head is auto: the official forms (CompRess computes its loss on
+# the backbone feature, 1q through the loss's own linear map; SimReg regresses through a 4-layer MLP).
+METHOD_HEADS = {"compress": "none", "compress-1q": "none", "regress": "mlp4"}
 
 
 @dataclass
@@ -31,8 +45,9 @@ class TrainConfig:
     queue_size: int | None = None  # default: the method's (SEED/DisCo 65,536, CompRess 128,000)
     loss_options: dict[str, Any] = field(default_factory=dict)  # tau_s, tau_t, tau, temperature, mse_weight
     ema_momentum: float = 0.999  # CompRess-2q student bank and DisCo key encoder
+    head: str = "auto"  # mlp | mlp4 | linear | none; auto: METHOD_HEADS, else mlp
     hidden_dim: int = 2048  # projection-head width: DisCo's "distilling bottleneck" finding
-    embed_dim: int | None = None  # projection output; default: the teacher's dim (compress-1q: 128)
+    embed_dim: int | None = None  # head output; default: the teacher's dim (head none: the backbone's)
     limit: int | None = None  # class-balanced subset of the training images
     in_memory: str = "auto"  # decode once into RAM: on | off | auto (when it fits in 2 GiB)
     device: str = "auto"  # cuda when available, else cpu
@@ -47,33 +62,33 @@ class TrainConfig:
     sync_bn: bool = False  # BatchNorm over the global batch under torchrun (distill.sync_bn)
     teacher_cache: str | None = None  # folder from `edgedistill cache-teacher`: no teacher forward passes
     knn_k: int = 20  # DINO's weighted kNN
+    eval_every: int = 0  # steps between in-training kNN evaluations on `val` (0: only at the end)
+    eval_bank: int = 5000  # class-balanced bank for the in-training kNN (a subset of `data`)
+    eval_queries: int = 2000  # class-balanced queries for the in-training kNN (a subset of `val`)
     knn_t: float = 0.07
     augmentation: str = "auto"  # mocov2 | light | none | auto (light up to 64 px: see AugmentConfig.light)
     augment: AugmentConfig | None = None  # resolved from `augmentation` unless given field by field
     teacher_center: bool = False  # subtract the teacher's mean embedding (estimated on 2,048 images) before the loss
-    teacher_weights: str | None = None
-    teacher_arch: str | None = None
-    teacher_drop_head: tuple[str, ...] = ()
-    teacher_input_size: int | None = None
-    teacher_mean: tuple[float, ...] | None = None
-    teacher_std: tuple[float, ...] | None = None
+    teacher_options: TeacherOptions = field(default_factory=TeacherOptions)  # the --teacher-* flags
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["augment"] = asdict(self.augment) if self.augment is not None else None
-        return d
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """A config from :meth:`to_dict`; configs saved before ``teacher_options`` (six flat ``teacher_*``
+        fields) still load."""
         d = dict(d)
         known = {f.name for f in dataclasses.fields(cls)}
         aug = d.pop("augment", None) or {}
+        teacher = dict(d.pop("teacher_options", None) or {})
+        for key in ("weights", "arch", "drop_head", "input_size", "mean", "std"):
+            if f"teacher_{key}" in d:
+                teacher.setdefault(key, d.pop(f"teacher_{key}"))
+        teacher = {k: tuple(v) if isinstance(v, list) else v for k, v in teacher.items()}
         d = {k: v for k, v in d.items() if k in known}
-        for key in ("teacher_drop_head", "teacher_mean", "teacher_std"):
-            if d.get(key) is not None:
-                d[key] = tuple(d[key])
         aug = {k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()}
-        return cls(augment=AugmentConfig(**aug) if aug else None, **d)
+        return cls(augment=AugmentConfig(**aug) if aug else None, teacher_options=TeacherOptions(**teacher), **d)
 
     def validate(self) -> None:
         if self.method not in LOSSES:
@@ -82,6 +97,12 @@ class TrainConfig:
             value = getattr(self, name)
             if value is None or value < (0 if name == "workers" else 1):
                 raise ConfigError(f"--{name.replace('_', '-')} must be {'>= 0' if name == 'workers' else 'positive'}, got {value}")
+        if self.eval_every < 0 or self.eval_bank < 1 or self.eval_queries < 1:
+            raise ConfigError("--eval-every must be >= 0 and --eval-bank/--eval-queries positive")
+        if self.eval_every and not self.val:
+            raise ConfigError("--eval-every needs a labelled --val folder to measure the student on")
+        if self.head != "auto" and self.head not in HEADS:
+            raise ConfigError(f"unknown head '{self.head}'; valid heads: auto, {', '.join(HEADS)}")
         if self.in_memory not in ("on", "off", "auto"):
             raise ConfigError(f"--in-memory must be on, off or auto, got '{self.in_memory}'")
         if not 0.0 <= self.ema_momentum < 1.0:
@@ -92,6 +113,8 @@ class TrainConfig:
         if not needs_teacher and (self.teacher_cache or self.teacher_center):
             raise ConfigError(f"method '{self.method}' trains without a teacher: drop --teacher-cache/--teacher-center")
         valid = loss_options(self.method)
+        if self.queue_size is not None and "queue_size" not in valid:
+            raise ConfigError(f"method '{self.method}' has no queue: drop --queue-size")
         unknown = sorted(set(self.loss_options) - set(valid))
         if unknown:
             raise ConfigError(f"option {', '.join(unknown)} does not apply to method '{self.method}' "
@@ -104,3 +127,30 @@ class TrainConfig:
         if self.queue_size is not None:
             opts["queue_size"] = self.queue_size
         return opts
+
+
+def resolve_config(cfg: TrainConfig, *, teacher_dim: int, teacher_input_size: int,
+                   student_features: Callable[[int], int]) -> TrainConfig:
+    """The resolved copy of ``cfg`` (``cfg`` itself is left as it is): student input size, head, embedding
+    size, loss options and queue, learning rate and augmentation filled in.
+
+    ``teacher_dim`` is 0 without a teacher (pretrain); ``teacher_input_size`` is the teacher's input size (or
+    the pretraining default); ``student_features(img_size)`` is the student backbone's width at that size.
+    """
+    cfg.validate()
+    img_size = cfg.img_size or teacher_input_size
+    head = cfg.head if cfg.head != "auto" else METHOD_HEADS.get(cfg.method, "mlp")
+    embed_dim = cfg.embed_dim
+    if head == "none":
+        width = student_features(img_size)
+        if embed_dim not in (None, width):
+            raise ConfigError(f"--head none keeps the backbone's {width} dimensions; drop --embed-dim {embed_dim} "
+                              "or choose --head mlp|linear")
+        embed_dim = width
+    elif embed_dim is None:
+        embed_dim = 128 if cfg.method == "compress-1q" or not teacher_dim else teacher_dim
+    options = cfg.resolved_loss_options()
+    return dataclasses.replace(
+        cfg, img_size=img_size, head=head, embed_dim=embed_dim, queue_size=options.pop("queue_size", None),
+        loss_options=options, lr=cfg.lr if cfg.lr is not None else cfg.base_lr * cfg.batch_size / 256,
+        augment=cfg.augment if cfg.augment is not None else AugmentConfig.preset(cfg.augmentation, img_size))

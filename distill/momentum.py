@@ -11,8 +11,10 @@ class MomentumEncoder(nn.Module):
     """An exponential moving average of a model's parameters, ``p_ema <- m p_ema + (1 - m) p`` (MoCo, arXiv
     1911.05722), used without gradients.
 
-    Its forward runs BatchNorm in training mode on a shuffled batch split into ``bn_splits`` parts: the
-    single-process stand-in for MoCo's shuffling BN across GPUs, which keeps the key encoder's batch
+    Its forward runs in eval mode except BatchNorm, as the official key encoders effectively do (MoCo's ResNets
+    have no dropout; CompRess removes AlexNet's): dropout and other train-only layers are off when it writes
+    anchors, while BatchNorm keeps using batch statistics, on a shuffled batch split into ``bn_splits`` parts:
+    the single-process stand-in for MoCo's shuffling BN across GPUs, which keeps the key encoder's batch
     statistics from leaking which samples form a positive pair.
     """
 
@@ -29,9 +31,18 @@ class MomentumEncoder(nn.Module):
         for p_ema, p in zip(self.model.parameters(), model.parameters()):
             p_ema.mul_(m).add_(p.detach(), alpha=1.0 - m)
 
+    def train(self, mode: bool = True) -> "MomentumEncoder":
+        """Whatever mode is asked, the copy stays in eval mode with its BatchNorm layers in training mode."""
+        super().train(mode)
+        self.model.eval()
+        for m in self.model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.train()
+        return self
+
     @torch.no_grad()
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        self.model.train()
+        self.train()
         b = x.shape[0]
         splits = self.bn_splits if b >= 2 * self.bn_splits else 1
         if splits == 1:

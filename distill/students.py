@@ -33,6 +33,24 @@ class Student(nn.Module):
 _REGISTRY: dict[str, Callable[..., Student]] = {}
 
 
+def remove_dropout(model: nn.Module) -> int:
+    """Replace every dropout layer with an identity and zero timm's functional ``drop_rate``; returns how many
+    layers were replaced.
+
+    A student is an embedding network, not a classifier: CompRess removes AlexNet's two Dropout(0.5) layers for
+    distillation (UMBCvision/CompRess ``models/alexnet.py``), and dropout active in a momentum encoder writes
+    noisy anchors. Deployment is unaffected (dropout is an identity in eval mode, and it has no weights).
+    """
+    replaced = 0
+    for name, module in list(model.named_modules()):
+        if isinstance(module, nn.modules.dropout._DropoutNd):
+            _set_module(model, name, nn.Identity())
+            replaced += 1
+    if isinstance(getattr(model, "drop_rate", None), float):
+        model.drop_rate = 0.0
+    return replaced
+
+
 def register_student(name: str):
     """Decorator: register a student factory ``fn(img_size, pretrained) -> Student`` under ``name``."""
 
@@ -66,6 +84,7 @@ def _timm_student(name: str, img_size: int, pretrained: bool) -> Student:
         model = timm.create_model(name, pretrained=pretrained, num_classes=0)
     except RuntimeError as exc:  # timm raises RuntimeError for unknown names and failed weight downloads
         raise ModelError(f"timm could not build '{name}' ({exc}); check the name or drop --pretrained") from None
+    remove_dropout(model)
     return Student(model, probe_dim(model, img_size), name, img_size)
 
 
@@ -201,6 +220,7 @@ def _torchvision_student(name: str, img_size: int, pretrained: bool) -> Student:
     except Exception as exc:  # network errors, unknown weights
         raise ModelError(f"torchvision could not build '{name}' ({exc}); check the name or drop --pretrained") from None
     drop_final_linear(model)
+    remove_dropout(model)
     adapt_small_input(model, img_size)
     return Student(model, probe_dim(model, img_size), name, img_size)
 

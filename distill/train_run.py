@@ -26,7 +26,7 @@ def train_and_evaluate(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]
         summary = trainer.fit()
     finally:
         shutdown_distributed()
-    summary["config"] = cfg.to_dict()
+    summary["config"] = trainer.cfg.to_dict()  # the resolved config
     if not ctx.is_main:
         return summary
     if val_folder is not None:

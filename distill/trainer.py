@@ -33,21 +33,23 @@ from torch.nn.parallel import DistributedDataParallel
 
 from distill.augment import AugmentConfig, BatchAugment, resize_views
 from distill.checkpoint import STUDENT_FILE, TRAIN_STATE_FILE, atomic_torch_save, atomic_write_json, save_student
-from distill.config import TrainConfig
+from distill.config import TrainConfig, resolve_config
+from distill.curves import plot_run
 from distill.data import scan_folder
 from distill.datasets import BatchStream, MemoryImages, estimate_bytes
 from distill.distributed import DistContext, any_rank, gather_cat, mean_across_ranks
 from distill.errors import CheckpointError, ConfigError, TrainingError
-from distill.heads import ProjectionHead, StudentWithHead
+from distill.heads import StudentWithHead, create_head
 from distill.losses import create_loss
 from distill.momentum import MomentumEncoder
+from distill.monitor import KnnMonitor
 from distill.preprocess import Preprocess
 from distill.progress import progress
 from distill.sync_bn import convert_sync_batchnorm
 from distill.stopping import StopSignals, TrainingInterrupted
-from distill.students import create_student
+from distill.students import Student, create_student
 from distill.teacher_cache import TeacherCache, cache_fingerprint
-from distill.teachers import TeacherOptions, load_teacher
+from distill.teachers import load_teacher
 
 IN_MEMORY_AUTO_BYTES = 2 << 30
 
@@ -76,8 +78,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool = False, dist: DistContext = DistContext(),
                  device: torch.device | None = None):
         cfg.validate()
-        self.cfg, self.dist = cfg, dist
-        self.rank, self.world_size = dist.rank, dist.world_size
+        self.dist, self.rank, self.world_size = dist, dist.rank, dist.world_size
         if cfg.batch_size % dist.world_size:
             raise ConfigError(f"--batch-size {cfg.batch_size} (the global batch) must divide evenly over "
                               f"{dist.world_size} processes")
@@ -88,25 +89,30 @@ class Trainer:
         self.folder = scan_folder(cfg.data, cfg.limit)  # cheap, and the likeliest user error: check it first
         self.teacher = None  # a self-supervised baseline (pretrain) has none
         if cfg.teacher is not None:
-            self.teacher = load_teacher(cfg.teacher, TeacherOptions(
-                weights=cfg.teacher_weights, arch=cfg.teacher_arch, drop_head=tuple(cfg.teacher_drop_head),
-                input_size=cfg.teacher_input_size, mean=cfg.teacher_mean, std=cfg.teacher_std), self.device)
+            self.teacher = load_teacher(cfg.teacher, cfg.teacher_options, self.device)
             t_pre = self.teacher.preprocess
         else:
+            opts = cfg.teacher_options
             t_pre = Preprocess(input_size=cfg.img_size or 224, **{k: v for k, v in (
-                ("mean", cfg.teacher_mean), ("std", cfg.teacher_std)) if v is not None})
-        self.t_pre, teacher_dim = t_pre, self.teacher.embedding_dim if self.teacher else 0
-        cfg.img_size = cfg.img_size or t_pre.input_size
+                ("mean", opts.mean), ("std", opts.std)) if v is not None})
+        teacher_dim = self.teacher.embedding_dim if self.teacher else 0
+        torch.manual_seed(cfg.seed)  # the same initial weights for the same seed
+        students: dict[int, Student] = {}
+
+        def features(img_size: int) -> int:
+            students[img_size] = create_student(cfg.student, img_size=img_size)
+            return students[img_size].num_features
+
+        self.cfg = cfg = resolve_config(cfg, teacher_dim=teacher_dim, teacher_input_size=t_pre.input_size,
+                                        student_features=features)
+        self.t_pre = t_pre
         self.student_pre = Preprocess(input_size=cfg.img_size, mean=t_pre.mean, std=t_pre.std,
                                       crop_pct=1.0 if cfg.img_size <= 64 else 0.875)
         self.load_size = max(cfg.img_size, t_pre.input_size)
         self.cache = self._open_cache() if cfg.teacher_cache else None
-
-        torch.manual_seed(cfg.seed)  # the same initial weights for the same seed
-        student = create_student(cfg.student, img_size=cfg.img_size)
-        if cfg.embed_dim is None:
-            cfg.embed_dim = 128 if cfg.method == "compress-1q" or not teacher_dim else teacher_dim
-        self.model = StudentWithHead(student, ProjectionHead(student.num_features, cfg.hidden_dim, cfg.embed_dim))
+        student = students.get(cfg.img_size) or create_student(cfg.student, img_size=cfg.img_size)
+        self.model = StudentWithHead(student, create_head(cfg.head, student.num_features, cfg.hidden_dim,
+                                                          cfg.embed_dim))
         if cfg.sync_bn and dist.enabled:
             self.model = convert_sync_batchnorm(self.model, self.device)
         self.model.to(self.device)
@@ -121,19 +127,14 @@ class Trainer:
         self.loss = create_loss(cfg.method, student_dim=cfg.embed_dim, teacher_dim=teacher_dim,
                                 gather=gather_cat if dist.enabled else None,
                                 **cfg.resolved_loss_options()).to(self.device)
-        cfg.loss_options = {k: v for k, v in cfg.resolved_loss_options().items() if k != "queue_size"}
-        cfg.queue_size = cfg.resolved_loss_options().get("queue_size")
         self.momentum = (MomentumEncoder(self.model, cfg.ema_momentum).to(self.device)
                          if self.loss.momentum_views else None)
         params = list(self.model.parameters()) + list(self.loss.parameters())
-        cfg.lr = cfg.lr if cfg.lr is not None else cfg.base_lr * cfg.batch_size / 256  # global batch
         self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         self.amp_dtype = None
         if self.device.type == "cuda" and cfg.amp:
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        if cfg.augment is None:
-            cfg.augment = AugmentConfig.preset(cfg.augmentation, cfg.img_size)
         self.augment = BatchAugment(cfg.augment, self.load_size)
         self.center = torch.zeros(max(teacher_dim, 1), device=self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed * 1000 + self.rank)
@@ -184,8 +185,8 @@ class Trainer:
         except Exception as exc:
             raise CheckpointError(f"cannot read '{path}' ({str(exc).splitlines()[0]}); it may be from another version") from None
         saved = state["config"]
-        for key in ("student", "method", "img_size", "embed_dim", "hidden_dim"):
-            if saved.get(key) != getattr(self.cfg, key):
+        for key in ("student", "method", "img_size", "embed_dim", "hidden_dim", "head"):
+            if saved.get(key, "mlp" if key == "head" else None) != getattr(self.cfg, key):
                 raise CheckpointError(f"--resume: '{path}' was trained with {key}={saved.get(key)!r}, "
                                       f"not {getattr(self.cfg, key)!r}; use the same settings or a new --out")
         if state["teacher_fingerprint"] != self._teacher_fingerprint():
@@ -233,9 +234,11 @@ class Trainer:
         images = images.to(self.device, non_blocking=True)
         b = images.shape[0]
         views = [self.augment(images, self.generator) for _ in range(self.loss.views)]
-        s_in = torch.cat([s_pre.normalize(resize_views(v, s_pre.input_size)) for v in views])
+        s_views = [s_pre.normalize(resize_views(v, s_pre.input_size)) for v in views]
         if self.device.type == "cuda" and cfg.channels_last:
-            s_in = s_in.contiguous(memory_format=torch.channels_last)
+            s_views = [v.contiguous(memory_format=torch.channels_last) for v in s_views]
+        student_views = self.loss.student_views or range(self.loss.views)
+        s_in = torch.cat([s_views[v] for v in student_views])
         autocast = (torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else nullcontext())
         if not self.loss.needs_teacher:
             teacher_emb = None
@@ -246,10 +249,10 @@ class Trainer:
             with torch.no_grad(), autocast:
                 teacher_emb = (self.teacher(t_in).float() - self.center).view(self.loss.views, b, -1)
         with autocast:
-            student_emb = self.forward(s_in).float().view(self.loss.views, b, -1)
+            student_emb = self.forward(s_in).float().view(len(student_views), b, -1)
             momentum_emb = None
             if self.momentum is not None:
-                momentum_emb = torch.stack([self.momentum(s_in[v * b:(v + 1) * b], self.generator).float()
+                momentum_emb = torch.stack([self.momentum(s_views[v], self.generator).float()
                                             for v in self.loss.momentum_views])
         loss = self.loss(student_emb, teacher_emb, momentum_emb)
         if not torch.isfinite(loss):
@@ -300,6 +303,9 @@ class Trainer:
         warmup = min(int(cfg.warmup_epochs * per_epoch), max(0, total - 1))
         self.model.train()
         metrics = open(self.out / "metrics.jsonl", "a") if main else None
+        monitor = self._monitor() if main else None
+        if monitor is not None and self.step == 0:
+            self._evaluate(monitor, metrics)
         bar = progress(total=total, initial=self.step, desc=f"{cfg.method} {cfg.student}", unit="step",
                        disable=not main)
         window_t, window_n, last_loss = time.perf_counter(), 0, float("nan")
@@ -330,9 +336,12 @@ class Trainer:
                             bar.set_postfix(epoch=self.epoch, loss=f"{last_loss:.4f}", img_s=f"{ips:.0f}")
                             if metrics:
                                 metrics.write(json.dumps({"step": self.step, "epoch": self.epoch, "loss": last_loss,
-                                                          "lr": lr, "images_per_s": ips,
+                                                          "lr": lr, "images_per_s": ips, "images_seen": self.images_seen,
                                                           "elapsed_s": round(self.elapsed, 3)}) + "\n")
                                 metrics.flush()
+                        if monitor is not None and (self.step % cfg.eval_every == 0 or self.step == total):
+                            self._evaluate(monitor, metrics)
+                            window_t = time.perf_counter()  # the evaluation is not training time
                         if cfg.save_every and self.step % cfg.save_every == 0:
                             self.save()
                         if any_rank(stop.received is not None, self.device):
@@ -344,6 +353,8 @@ class Trainer:
             bar.close()
             if metrics:
                 metrics.close()
+        if main and cfg.eval_every:
+            plot_run(self.out)
         return {
             "run_dir": str(self.out), "student": cfg.student, "method": cfg.method, "teacher": cfg.teacher,
             "steps": self.step, "epochs_done": self.epoch, "images_seen": self.images_seen,
@@ -351,6 +362,23 @@ class Trainer:
             "train_seconds": round(self.elapsed, 2), "world_size": self.world_size,
             "images_per_s": round(self.images_seen / max(self.elapsed, 1e-9), 1), "final_loss": last_loss,
         }
+
+    def _monitor(self) -> KnnMonitor | None:
+        cfg = self.cfg
+        if not cfg.eval_every:
+            return None
+        return KnnMonitor(cfg.data, cfg.val, self.student_pre, bank_size=cfg.eval_bank, num_queries=cfg.eval_queries,
+                          k=cfg.knn_k, t=cfg.knn_t, workers=cfg.workers)
+
+    def _evaluate(self, monitor: KnnMonitor, metrics) -> None:
+        """One in-training kNN point (student backbone, eval mode) as a ``"kind": "knn"`` line of metrics.jsonl."""
+        t0 = time.perf_counter()
+        result = monitor(self.model.student, self.device)
+        row = {"kind": "knn", "step": self.step, "epoch": self.epoch, "images_seen": self.images_seen,
+               **{k: round(v, 5) for k, v in result.items()}, "eval_s": round(time.perf_counter() - t0, 2)}
+        if metrics:
+            metrics.write(json.dumps(row) + "\n")
+            metrics.flush()
 
     def _stop_on_signal(self, signum: int | None, stream: BatchStream, per_epoch: int) -> None:
         """Save where the run stands (the sampler position included) and stop with 128 + signal."""

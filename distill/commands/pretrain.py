@@ -47,6 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace):
     from distill.config import TrainConfig
+    from distill.teachers import TeacherOptions
 
     options = {"temperature": args.temperature} if args.temperature is not None else {}
     return TrainConfig(
@@ -57,8 +58,8 @@ def config_from_args(args: argparse.Namespace):
         ema_momentum=args.ema_momentum, hidden_dim=args.hidden_dim, embed_dim=args.embed_dim,
         augmentation=args.augment, limit=args.limit, in_memory=args.in_memory, device=args.device,
         workers=args.workers, seed=args.seed, log_every=args.log_every, save_every=args.save_every,
-        max_steps=args.max_steps, amp=not args.no_amp, compile=args.compile, teacher_mean=args.mean,
-        teacher_std=args.std)
+        max_steps=args.max_steps, amp=not args.no_amp, compile=args.compile,
+        teacher_options=TeacherOptions(mean=args.mean, std=args.std))
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -24,7 +24,8 @@ LOSS_FLAGS = (("--tau-s", "tau_s", float, "SEED student temperature (default 0.2
               ("--tau-t", "tau_t", float, "SEED teacher temperature (default 0.01; the official code uses 1e-4)"),
               ("--tau", "tau", float, "CompRess temperature, both sides (default 0.04)"),
               ("--temperature", "temperature", float, "DisCo InfoNCE temperature (default 0.2)"),
-              ("--mse-weight", "mse_weight", float, "DisCo weight of the MSE-to-teacher term (default 1)"))
+              ("--mse-weight", "mse_weight", float, "DisCo weight of the MSE-to-teacher term (default 1)"),
+              ("--only-mse", "only_mse", "flag", "DisCo without its contrastive term (the official --only-mse)"))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,8 +34,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="timm:NAME, torchvision:NAME, a TorchScript or ONNX file, or a checkpoint with --teacher-arch")
     p.add_argument("--student", default="mobilenetv3_large_100", metavar="NAME",
                    help="alexnet, mobilenetv3_large_100, efficientnet_b0, or any timm/torchvision name")
-    p.add_argument("--method", default="seed", choices=["seed", "compress", "compress-1q", "disco"])
+    p.add_argument("--method", default="seed", choices=["seed", "compress", "compress-1q", "disco", "regress"],
+                   help="seed, compress (two queues), compress-1q, disco, regress (SimReg)")
     p.add_argument("--val", metavar="DIR", help="labelled folder: weighted-kNN evaluation at the end")
+    p.add_argument("--eval-every", type=int, default=0, metavar="N",
+                   help="steps between weighted-kNN points on a subset of --val, written to metrics.jsonl and "
+                        "plotted to curves.png (0: only at the end)")
+    p.add_argument("--eval-bank", type=positive_int, default=5000, metavar="N",
+                   help="class-balanced bank of --data images for --eval-every (default 5000)")
+    p.add_argument("--eval-queries", type=positive_int, default=2000, metavar="N",
+                   help="class-balanced --val images for --eval-every (default 2000)")
     p.add_argument("--out", metavar="RUN_DIR", help="run folder (default runs/<student>-<method>)")
     p.add_argument("--img-size", type=positive_int, metavar="N", help="student input size (default: the teacher's)")
     p.add_argument("--epochs", type=positive_int, default=10)
@@ -45,8 +54,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--queue-size", type=positive_int, metavar="N",
                    help="queue/bank length (default: SEED and DisCo 65536, CompRess 128000)")
     for flag, _, typ, help_ in LOSS_FLAGS:
-        p.add_argument(flag, type=typ, help=help_)
+        if typ == "flag":
+            p.add_argument(flag, action="store_const", const=True, default=None, help=help_)
+        else:
+            p.add_argument(flag, type=typ, help=help_)
     p.add_argument("--ema-momentum", type=float, default=0.999, help="momentum student (compress, disco)")
+    p.add_argument("--head", default="auto", choices=["auto", "mlp", "mlp4", "linear", "none"],
+                   help="head between backbone and loss (auto: none for compress/compress-1q as in the official "
+                        "code, mlp4 for regress as in SimReg, mlp otherwise)")
     p.add_argument("--hidden-dim", type=positive_int, default=2048, help="projection-head width")
     p.add_argument("--embed-dim", type=positive_int, help="projection output (default: the teacher's dim)")
     p.add_argument("--augment", default="auto", choices=["auto", "mocov2", "light", "none"],
@@ -76,9 +91,8 @@ def config_from_args(args: argparse.Namespace):
         embed_dim=args.embed_dim, augmentation=args.augment, teacher_center=args.teacher_center, limit=args.limit, in_memory=args.in_memory, device=args.device,
         workers=args.workers, seed=args.seed, log_every=args.log_every, save_every=args.save_every,
         max_steps=args.max_steps, amp=not args.no_amp, compile=args.compile, sync_bn=args.sync_bn,
-        teacher_cache=args.teacher_cache, teacher_weights=opts.weights, teacher_arch=opts.arch,
-        teacher_drop_head=opts.drop_head, teacher_input_size=opts.input_size, teacher_mean=opts.mean,
-        teacher_std=opts.std)
+        teacher_cache=args.teacher_cache, eval_every=args.eval_every, eval_bank=args.eval_bank,
+        eval_queries=args.eval_queries, head=args.head, teacher_options=opts)
 
 
 def run(args: argparse.Namespace) -> dict:

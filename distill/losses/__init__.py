@@ -12,6 +12,7 @@ from distill.losses.compress import CompRess1qLoss, CompRessLoss
 from distill.losses.contrastive import MoCoV2Loss, SimCLRLoss
 from distill.losses.disco import DisCoLoss
 from distill.losses.queue import EmbeddingQueue
+from distill.losses.regress import RegressLoss
 from distill.losses.seed import SEEDLoss
 
 LOSSES: dict[str, type[DistillLoss]] = {
@@ -19,6 +20,7 @@ LOSSES: dict[str, type[DistillLoss]] = {
     "compress": CompRessLoss,
     "compress-1q": CompRess1qLoss,
     "disco": DisCoLoss,
+    "regress": RegressLoss,  # SimReg, beyond the three papers
     "mocov2": MoCoV2Loss,  # no teacher: edgedistill pretrain
     "simclr": SimCLRLoss,
 }
@@ -48,4 +50,5 @@ def create_loss(name: str, *, student_dim: int, teacher_dim: int, gather=None, *
 
 
 __all__ = ["DistillLoss", "EmbeddingQueue", "LOSSES", "DISTILL_METHODS", "PRETRAIN_METHODS", "create_loss", "loss_options",
-           "SEEDLoss", "CompRessLoss", "CompRess1qLoss", "DisCoLoss"]
+           "SEEDLoss", "CompRessLoss", "CompRess1qLoss", "DisCoLoss",
+           "RegressLoss"]

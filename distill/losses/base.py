@@ -14,7 +14,8 @@ def identity_gather(x: torch.Tensor) -> torch.Tensor:
 class DistillLoss(nn.Module):
     """Base class: ``loss(student, teacher, momentum=None) -> scalar``.
 
-    * ``student``: (V, B, Ds) projected student embeddings of V augmented views (with gradients);
+    * ``student``: (len(student_views), B, Ds) projected student embeddings of the augmented views listed in
+      :attr:`student_views` (all V views when it is ``None``), with gradients;
     * ``teacher``: (V, B, Dt) teacher embeddings of the same views (no gradients);
     * ``momentum``: (len(momentum_views), B, Ds) embeddings of the momentum (EMA) student for the views
       listed in :attr:`momentum_views`, or ``None`` when the loss needs none.
@@ -24,6 +25,7 @@ class DistillLoss(nn.Module):
     """
 
     views: int = 1
+    student_views: tuple[int, ...] | None = None  # views the student embeds (None: all); each is a BN batch share
     momentum_views: tuple[int, ...] = ()
     needs_teacher: bool = True  # False for the self-supervised baselines (edgedistill pretrain)
 

@@ -22,7 +22,8 @@ class CompRessLoss(DistillLoss):
         p_T = softmax(t . Q_T / tau),  p_S = softmax(s . Q_S / tau),  L = KL(p_T || p_S)
 
     tau = 0.04 on both sides, bank 128,000 (the paper's defaults). The anchors are the queued images only (no
-    positive), as in the official code. The first step, with empty queues, only fills them.
+    positive), as in the official code. The first step, with empty queues, only fills them. The official code
+    computes the loss on the backbone feature (no head): that is ``--head none``, the default for this method.
     """
 
     momentum_views = (0,)
@@ -51,15 +52,18 @@ class CompRessLoss(DistillLoss):
 
 class CompRess1qLoss(DistillLoss):
     """CompRess-1q. One queue of teacher embeddings; the student is mapped into the teacher's space by a learned
-    linear layer (student_dim -> teacher_dim) and compared with the same anchors::
+    linear layer with bias (student_dim -> teacher_dim, as UCDvision/CompRess maps the backbone feature) and
+    compared with the same anchors::
 
-        p_T = softmax(t . Q_T / tau),  p_S = softmax(norm(W s) . Q_T / tau),  L = KL(p_T || p_S)
+        p_T = softmax(t . Q_T / tau),  p_S = softmax(norm(W s + b) . Q_T / tau),  L = KL(p_T || p_S)
+
+    With ``--head none`` (the default, official form) ``s`` is the backbone feature itself.
     """
 
     def __init__(self, student_dim: int, teacher_dim: int, *, queue_size: int = 128000, tau: float = 0.04, gather=None):
         super().__init__(gather)
         self.tau = tau
-        self.proj = nn.Linear(student_dim, teacher_dim, bias=False)
+        self.proj = nn.Linear(student_dim, teacher_dim)
         self.teacher_queue = EmbeddingQueue(queue_size, teacher_dim)
 
     def forward(self, student, teacher, momentum=None):

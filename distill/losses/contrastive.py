@@ -17,9 +17,13 @@ class MoCoV2Loss(DistillLoss):
     and a queue of past keys::
 
         L = CE([q.k, q.Q] / T, 0),  T = 0.2, queue 65,536 (4,096 suits CIFAR-sized data)
+
+    As in facebookresearch/moco ``builder.py``, the student (encoder_q) sees the query view alone, so its
+    BatchNorm statistics are the query batch's; the key view goes through the momentum encoder only.
     """
 
     views = 2
+    student_views = (0,)
     momentum_views = (1,)
     needs_teacher = False
 

@@ -50,6 +50,7 @@ def test_compress_1q_uses_the_linear_map_and_the_teacher_queue():
     loss = create_loss("compress-1q", student_dim=3, teacher_dim=2, queue_size=4, tau=0.5)
     with torch.no_grad():
         loss.proj.weight.copy_(_v([1, 0, 0], [0, 0, 1]))  # keep coordinates 0 and 2
+        loss.proj.bias.zero_()
     loss.teacher_queue.push(_v([1, 0], [0, 1]))
     s, t = [2.0, 5.0, 0.0], [0.6, 0.8]  # maps to [2, 0] -> normalised [1, 0]
     p_t = _softmax([0.6 / 0.5, 0.8 / 0.5])
@@ -71,6 +72,24 @@ def test_disco_matches_hand_computation():
     teacher = torch.stack([_v(t1), _v(t2)])
     got = loss(student, teacher, momentum=_v(k2)[None])
     assert got.item() == pytest.approx(ce + 2.0 * mse, rel=1e-5)
+
+
+def test_disco_mse_is_summed_over_the_batch_as_in_the_official_code():
+    """DisCo-pytorch main.py: CrossEntropyLoss() (batch mean) + MSELoss(reduction='sum') on both views."""
+    torch.manual_seed(0)
+    b, d = 6, 4
+    student, teacher, key = torch.randn(2, b, d), torch.randn(2, b, d), torch.randn(1, b, d)
+    loss = create_loss("disco", student_dim=d, teacher_dim=d, queue_size=8, temperature=0.2)
+    norm = lambda x: x / x.norm(dim=-1, keepdim=True)  # noqa: E731
+    q, t, k = norm(student), norm(teacher), norm(key[0])
+    logits = torch.cat([(q[0] * k).sum(1, keepdim=True), q[0] @ loss.queue.get().T], 1) / 0.2
+    ce = torch.nn.functional.cross_entropy(logits, torch.zeros(b, dtype=torch.long))
+    mse_sum = torch.nn.functional.mse_loss(q, t, reduction="sum")  # both views, every sample and dimension
+    assert loss(student, teacher, key).item() == pytest.approx((ce + mse_sum).item(), rel=1e-5)
+    # doubling the batch with the same samples doubles the MSE part, not the contrastive mean
+    only = create_loss("disco", student_dim=d, teacher_dim=d, queue_size=8, only_mse=True)
+    assert only(student.repeat(1, 2, 1), teacher.repeat(1, 2, 1), key.repeat(1, 2, 1)).item() == pytest.approx(
+        2 * mse_sum.item(), rel=1e-5)
 
 
 def test_mocov2_matches_hand_computation():
@@ -123,12 +142,14 @@ def _random_setup(name, dim=8, n=6, queue=32, seed=0, **opts):
     return loss, t, g
 
 
-@pytest.mark.parametrize("name,opts", [("seed", {"tau_s": 0.1, "tau_t": 0.1}), ("compress", {}), ("compress-1q", {})])
+@pytest.mark.parametrize("name,opts", [("seed", {"tau_s": 0.1, "tau_t": 0.1}), ("compress", {}), ("compress-1q", {}),
+                                       ("regress", {})])
 def test_loss_is_minimal_when_the_student_reproduces_the_teacher(name, opts):
     loss, t, g = _random_setup(name, **opts)
     if name == "compress-1q":
         with torch.no_grad():
             loss.proj.weight.copy_(torch.eye(8))
+            loss.proj.bias.zero_()
     state = {k: v.clone() for k, v in loss.state_dict().items()}
 
     def value(s):
@@ -139,7 +160,7 @@ def test_loss_is_minimal_when_the_student_reproduces_the_teacher(name, opts):
     for _ in range(20):
         assert value(t + 0.3 * torch.randn(t.shape, generator=g)) > best
     if name != "seed":
-        assert best == pytest.approx(0.0, abs=1e-5)  # KL of identical distributions
+        assert best == pytest.approx(0.0, abs=1e-5)  # KL of identical distributions; regress: 2 - 2 cos = 0
 
 
 def test_disco_distillation_term_is_minimal_at_the_teacher():
@@ -218,3 +239,11 @@ def test_unknown_method_and_option_list_the_valid_ones():
         create_loss("seed", student_dim=2, teacher_dim=2, tau=0.1)
     with pytest.raises(ConfigError, match="dims differ"):
         create_loss("seed", student_dim=3, teacher_dim=2)
+
+
+def test_regress_is_the_normalised_squared_distance():
+    """SimReg (UCDvision/simreg simreg.py): mean over the batch of 2 - 2 cos(student, teacher)."""
+    loss = create_loss("regress", student_dim=2, teacher_dim=2)
+    s, t = _v([3.0, 4.0], [1.0, 0.0]), _v([0.0, 2.0], [-1.0, 0.0])
+    expected = ((2 - 2 * 0.8) + (2 - 2 * -1.0)) / 2
+    assert loss(s[None], t[None]).item() == pytest.approx(expected, rel=1e-6)

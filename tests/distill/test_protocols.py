@@ -48,3 +48,23 @@ def test_cluster_alignment_with_more_clusters_than_classes_leaves_some_unmatched
     x, y = _blobs(classes=3)
     r = cluster_alignment(x, y, x, y, k=6)
     assert 0.3 < r["cluster_acc"] <= 1.0 and r["clusters"] == 6
+
+
+def test_probe_standardisation_keeps_a_constant_feature_near_zero():
+    """CompRess standardises with sqrt(var + 1e-5): a feature that never changes on the train split must not be
+    blown up (std + 1e-6 scaled a 1e-4 wobble on a val image by 1e6)."""
+    x, y = _blobs(n_per_class=100)
+    x[:, -1] = 0.0  # a dead feature on the train split
+    xv, yv = _blobs(seed=1, n_per_class=20)
+    xv[:, -1] = 1e-3  # barely alive on the val images
+    r = linear_probe(x, y, xv, yv, recipe=LinearRecipe(epochs=10))
+    assert r["linear_top1"] == 1.0
+    assert r["linear_recipe"]["weight_decay"] == 1e-4
+
+
+def test_hungarian_matches_on_precision_not_counts():
+    """A big impure cluster and a small pure one: precision prefers giving class 0 to the pure cluster."""
+    clusters = np.array([0] * 60 + [1] * 10)
+    labels = np.array([0] * 35 + [1] * 25 + [0] * 10)  # cluster 0: 35 of class 0, 25 of class 1; cluster 1: pure 0
+    mapping = hungarian_match(clusters, labels, 2, 2)
+    assert mapping.tolist() == [1, 0]  # counts alone would give [0, 1] (35 + 0 > 25 + 10)
