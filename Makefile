@@ -18,7 +18,7 @@ TEACHER  ?= $(TESTBED)/teachers/cifar_resnet56.onnx
 STUDENT  ?= mobilenetv3_large_100
 METHOD   ?= seed
 LIMIT    ?= 10000
-EPOCHS   ?= 2
+EPOCHS   ?= 6
 
 comma    := ,
 
@@ -61,14 +61,17 @@ data:
 test: setup data
 	$(BIN)/python -m pytest -q
 
-# The whole pipeline, small: distil on a subset, export (ONNX fp32/int8, OpenVINO fp32; each parity-checked),
-# benchmark the backends, then index the validation images with the ONNX student and search them.
+# The whole pipeline, small: embed a subset once with the teacher (cache-teacher), distil on it, export (ONNX
+# fp32/int8, OpenVINO fp32; each parity-checked), benchmark the backends, then index the training images with the
+# ONNX student and evaluate retrieval on the validation images. The cached teacher is what buys the epochs: a
+# training step that does not run the teacher is about 3x faster here (docs/BENCHMARKS.md).
 demo: setup data
 	@test -d "$(DATA)" || { echo "make demo: DATA=$(DATA) is not a folder; unpack the test bed or pass DATA=/your/images TEACHER=/your/teacher.onnx"; exit 2; }
 	rm -rf $(OUT)
+	$(BIN)/edgedistill cache-teacher --data $(DATA) --teacher $(TEACHER) --limit $(LIMIT) --out $(OUT)/teacher-cache
 	$(BIN)/edgedistill train --data $(DATA) $(if $(wildcard $(VAL)),--val $(VAL)) --teacher $(TEACHER) \
-	  --student $(STUDENT) --method $(METHOD) --limit $(LIMIT) --epochs $(EPOCHS) --batch-size 128 --lr 0.1 \
-	  --teacher-center --out $(OUT)/student
+	  --teacher-cache $(OUT)/teacher-cache --student $(STUDENT) --method $(METHOD) --limit $(LIMIT) \
+	  --epochs $(EPOCHS) --batch-size 128 --lr 0.1 --queue-size 16384 --teacher-center --out $(OUT)/student
 	$(BIN)/edgedistill export --model $(OUT)/student --format onnx --precision fp32 --out $(OUT)/student/export
 	@echo "(an int8 artifact that misses the parity gate is kept as *.failed and the demo goes on)"
 	-$(BIN)/edgedistill export --model $(OUT)/student --format onnx --precision int8 --out $(OUT)/student/export
@@ -91,10 +94,10 @@ TRAINED  ?= $(OUT)/student
 bench: setup data
 	$(BIN)/python -m pytest tests/benchmarks -q --benchmark-only --benchmark-autosave \
 	  --benchmark-columns=median,iqr,ops,rounds --benchmark-group-by=group
-	$(BIN)/python -m bench.suite --out runs/bench --doc docs/BENCHMARKS.md --export-doc '' \
+	$(BIN)/python -m tools.bench_suite --out runs/bench --doc docs/BENCHMARKS.md --export-doc '' \
 	  $(if $(wildcard $(VAL)),--train $(DATA) --val $(VAL)) \
 	  $(if $(wildcard $(TRAINED)/student.pt),--trained $(STUDENT)=$(TRAINED))
-	$(BIN)/python -m bench.training --data $(CIFAR)/train --teacher $(TESTBED)/teachers/cifar_resnet56.torchscript.pt \
+	$(BIN)/python -m tools.bench_training --data $(CIFAR)/train --teacher $(TESTBED)/teachers/cifar_resnet56.torchscript.pt \
 	  --batch-size 128 --limit 4096 --steps 12 --warmup 3 --compiled --out runs/bench/training.json \
 	  --markdown runs/bench/training.md --doc docs/BENCHMARKS.md
 	@echo "benchmark outputs: docs/BENCHMARKS.md, runs/bench/*-report (report.json, report.csv, report.md, png)"
@@ -104,7 +107,7 @@ bench: setup data
 # reused; on a GPU: make results RESULTS_ARGS="--device cuda --teacher-format torchscript --epochs 30".
 RESULTS_ARGS ?=
 results: setup data
-	$(BIN)/python -m distill.results --data $(CIFAR)/train --val $(CIFAR)/test --teachers $(TESTBED)/teachers \
+	$(BIN)/python -m tools.results --data $(CIFAR)/train --val $(CIFAR)/test --teachers $(TESTBED)/teachers \
 	  --out runs/results-table $(RESULTS_ARGS)
 
 clean:

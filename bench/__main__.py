@@ -1,6 +1,6 @@
 """``python -m bench ...`` is ``edgedistill bench ...``."""
 import sys
 
-from distill.cli import main_single
+from distill.core.cli import main_single
 
 sys.exit(main_single("bench.cli", prog="python -m bench"))

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from distill.cli import add_json_flag
-from distill.commands.common import positive_int, positive_ints
+from distill.core.cli import add_json_flag, positive_int, positive_ints
 
 HELP = "benchmark latency, throughput, memory and accuracy of every backend"
 
@@ -38,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> dict:
     from bench.runner import BenchConfig, run_bench
-    from distill.errors import ConfigError
+    from distill.core.errors import ConfigError
 
     if bool(args.train) != bool(args.val):
         raise ConfigError("--train and --val go together (the kNN bank and its queries)")

@@ -57,6 +57,21 @@ def peak_gflops(threads: int, n: int = 1024, seconds: float = 1.0) -> float:
         torch.set_num_threads(previous)
 
 
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15-minute load averages (None where the OS does not say)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def contended(load: dict, threads: int) -> bool:
+    """Whether other work shared the CPUs: a 1-minute load above the benchmark's own threads (+0.5), before
+    the run starts (before) or over its last minute (after, which includes the benchmark itself)."""
+    before, after = load.get("before"), load.get("after")
+    return bool(before and before[0] > 0.5 * threads) or bool(after and after[0] > threads + 0.5)
+
+
 def environment(threads: int) -> dict:
     return {"cpu": cpu_info(), "memory_gb": memory_gb(), "platform": platform.platform(), "threads": threads,
             "versions": versions(), "peak_gflops_fp32": round(peak_gflops(threads), 1)}

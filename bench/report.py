@@ -6,9 +6,9 @@ import csv
 import io
 from pathlib import Path
 
-from distill.checkpoint import atomic_write_bytes, atomic_write_json, atomic_write_text
+from distill.core.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 
-CSV_COLUMNS = ("backend", "precision", "batch_size", "img_size", "status", "p50_ms", "p90_ms", "p99_ms", "mean_ms",
+CSV_COLUMNS = ("backend", "precision", "batch_size", "img_size", "status", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "mean_ms",
                "std_ms", "images_per_s", "e2e_p50_ms", "speedup_vs_torch", "floor_ms", "peak_rss_mb", "size_mb",
                "knn_top1", "knn_delta", "min_cosine", "mean_cosine", "neighbour_overlap@10", "artifact", "error")
 
@@ -45,18 +45,26 @@ def markdown_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _load(env: dict) -> str:
+    load = env.get("load_average") or {}
+    fmt = lambda v: f"{v[0]:.2f}" if v else "n/a"  # noqa: E731
+    return f"{fmt(load.get('before'))} / {fmt(load.get('after'))}"
+
+
 def render_markdown(report: dict) -> str:
     env, student = report["environment"], report["student"]
     cpu = env["cpu"]
     flops = student.get("flops_per_image")
     head = [f"# Benchmark: {student.get('checkpoint') or 'artifacts'}", "",
             f"Machine: {cpu['model']}, {cpu['usable_cores']} usable cores ({', '.join(cpu['flags'])}), "
-            f"{env['threads']} threads, measured fp32 peak {env['peak_gflops_fp32']} GFLOP/s.",
+            f"{env['threads']} threads, measured fp32 peak {env['peak_gflops_fp32']} GFLOP/s. "
+            f"Load average before/after: {_load(env)}.",
             f"Student: {_fmt(student.get('params'), 0)} parameters, "
             f"{flops / 1e6:.1f} MFLOPs per image." if flops else "", "",
             markdown_table(report), "",
             "p50/p90/p99 are medians over interleaved rounds of per-call latency on a ready batch "
-            "(outliers clipped at 2 sigma); end-to-end latency (decode + preprocess + infer) is in report.csv."]
+            "(raw percentiles, as benchmark_app and trtexec report them; p99.9 from 1,000 runs; the mean is trimmed at "
+            "2 sigma); end-to-end latency (decode + preprocess + infer) is in report.csv."]
     return "\n".join(head) + "\n"
 
 

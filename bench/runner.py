@@ -17,15 +17,18 @@ from typing import Any
 
 import numpy as np
 
-from bench.environment import environment
+from bench.environment import contended, environment, load_average
 from distill.checkpoint import STUDENT_FILE
-from distill.data import scan_folder
-from distill.errors import DataError
-from distill.evaluate import knn_protocols, FolderEmbeddings
-from distill.progress import progress
-from export.backends import SUFFIXES, runtime_for
+from distill.core.embeddings import FolderEmbeddings, bank_overlap, cosine_rows, knn_protocols, neighbour_overlap
+from distill.core.errors import DataError
+from distill.core.images import scan_folder
+from distill.core.progress import progress
+from distill.core.threads import usable_cpus
+from export.backends import runtime_for
+from export.formats import artifact_suffixes
 from export.metadata import read_metadata
-from export.parity import neighbour_overlap
+
+WORKER = str(Path(__file__).with_name("worker.py"))  # started by file path: see _run_worker
 
 
 @dataclass
@@ -59,7 +62,7 @@ def expand_targets(targets: list[str]) -> list[Path]:
             if (p / STUDENT_FILE).is_file():
                 found.append(p / STUDENT_FILE)
             export_dir = p / "export" if (p / "export").is_dir() else p
-            found += sorted(f for f in export_dir.iterdir() if f.suffix in (".onnx", ".xml", ".engine", ".plan"))
+            found += sorted(f for f in export_dir.iterdir() if f.suffix in artifact_suffixes())
         else:
             runtime_for(p)  # raises a clear error for .failed and unknown suffixes
             found.append(p)
@@ -98,8 +101,12 @@ def _run_worker(job: dict, work: Path, threads: int) -> dict:
     fd, path = tempfile.mkstemp(suffix=".json", dir=work)
     with os.fdopen(fd, "w") as f:
         json.dump(job, f)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "EDGEDISTILL_PROGRESS": "0"}
-    proc = subprocess.run([sys.executable, "-m", "bench.worker", path], capture_output=True, text=True, env=env)
+    # the worker's runtime is its only pool: onnxruntime may spin for latency, as benchmark_app and trtexec do
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "EDGEDISTILL_PROGRESS": "0",
+           "EDGEDISTILL_ORT_SPINNING": "1"}
+    # by file path, not ``-m bench.worker``: ``-m`` puts the current folder first on sys.path, where a user's own
+    # ``bench/`` folder would silently replace this package's worker
+    proc = subprocess.run([sys.executable, WORKER, path], capture_output=True, text=True, env=env)
     lines = proc.stdout.strip().splitlines()
     try:
         return json.loads(lines[-1])
@@ -113,7 +120,8 @@ def _median(values: list[float]) -> float:
 
 
 def run_bench(cfg: BenchConfig) -> dict[str, Any]:
-    threads = cfg.threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    threads = cfg.threads or usable_cpus()
+    load_before = load_average()
     paths = expand_targets(cfg.targets)
     reference = _reference_checkpoint(paths)
     if reference is not None and reference not in paths:
@@ -140,6 +148,11 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         embeddings = _embeddings(cfg, labels, work, threads)
 
     env = environment(threads)
+    env["load_average"] = {"before": load_before, "after": load_average()}
+    if contended(env["load_average"], threads):
+        print(f"note: the machine was busy during the benchmark (load average {load_before} -> "
+              f"{env['load_average']['after']} on {threads} threads): latencies are not a quiet machine's",
+              file=sys.stderr, flush=True)
     flops, params = _cost(reference)
     rows = _rows(cfg, labels, timings, embeddings, reference, flops, env)
     report = {"config": asdict(cfg), "environment": env, "student": {"checkpoint": str(reference) if reference else None,
@@ -201,7 +214,7 @@ def _rows(cfg, labels, timings, embeddings, reference, flops, env) -> list[dict]
         acc = _accuracy(embeddings.get(lab["artifact"], {}), ref_emb, ref_knn)
         for bs in cfg.batch_sizes:
             row = {"backend": lab["backend"], "precision": lab["precision"], "batch_size": bs, "img_size": None,
-                   "status": "error", "p50_ms": None, "p90_ms": None, "p99_ms": None, "mean_ms": None, "std_ms": None,
+                   "status": "error", "p50_ms": None, "p90_ms": None, "p99_ms": None, "p999_ms": None, "mean_ms": None, "std_ms": None,
                    "images_per_s": None, "e2e_p50_ms": None, "peak_rss_mb": None, "size_mb": None,
                    **acc, "artifact": lab["artifact"], "error": None}
             entries = [r["batches"].get(str(bs), {}) for r in good]
@@ -214,6 +227,7 @@ def _rows(cfg, labels, timings, embeddings, reference, flops, env) -> list[dict]
                 p50 = _median([i["p50_ms"] for i in infer])
                 row.update(status="ok", img_size=good[0]["img_size"], p50_ms=p50,
                            p90_ms=_median([i["p90_ms"] for i in infer]), p99_ms=_median([i["p99_ms"] for i in infer]),
+                           p999_ms=_median(p999) if (p999 := [i["p999_ms"] for i in infer if i.get("p999_ms")]) else None,
                            mean_ms=_median([i["mean_ms"] for i in infer]), std_ms=_median([i["std_ms"] for i in infer]),
                            images_per_s=bs / (p50 / 1e3), peak_rss_mb=max(r["peak_rss_mb"] for r in good),
                            size_mb=good[0]["size_bytes"] / 1e6, rounds=len(good))
@@ -246,24 +260,10 @@ def _accuracy(emb: dict, ref: dict, ref_knn: float | None) -> dict:
             acc["knn_delta"] = acc["knn_top1"] - ref_knn
     rq = ref.get("queries")
     if rq is not None and rq.features.shape == q.features.shape:
-        a = rq.features / np.linalg.norm(rq.features, axis=1, keepdims=True)
-        b = q.features / np.maximum(np.linalg.norm(q.features, axis=1, keepdims=True), 1e-30)
-        cos = (a * b).sum(1)
+        cos = cosine_rows(rq.features, q.features)
         acc["min_cosine"], acc["mean_cosine"] = float(cos.min()), float(cos.mean())
         if "bank" in emb and "bank" in ref:
-            acc["neighbour_overlap@10"] = _bank_overlap(ref["bank"].features, rq.features, emb["bank"].features, q.features)
+            acc["neighbour_overlap@10"] = bank_overlap(ref["bank"].features, rq.features, emb["bank"].features, q.features)
         else:
             acc["neighbour_overlap@10"] = neighbour_overlap(rq.features, q.features)
     return acc
-
-
-def _bank_overlap(ref_bank, ref_q, bank, q, k: int = 10) -> float:
-    """Mean fraction of each query's top-k bank neighbours that the backend shares with PyTorch."""
-    from distill.evaluate import l2_normalize, search
-
-    _, a = search(l2_normalize(ref_bank), l2_normalize(ref_q), k)
-    _, b = search(l2_normalize(bank), l2_normalize(q), k)
-    return float(np.mean([len(np.intersect1d(a[i], b[i])) / k for i in range(len(a))]))
-
-
-__all__ = ["BenchConfig", "run_bench", "expand_targets", "SUFFIXES"]

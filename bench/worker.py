@@ -1,6 +1,6 @@
 """One backend, measured in a fresh process (so that its peak memory and its runtime's threads are its own).
 
-``python -m bench.worker JOB.json`` reads a job, writes a JSON result as the last line of stdout:
+``python bench/worker.py JOB.json`` (by file path, see bench.runner) reads a job, writes a JSON result as the last line of stdout:
 
 * ``timing``: inference latency per batch size on a ready, preprocessed batch, and end-to-end latency (decode,
   preprocess, infer) on real image files, plus the process's peak resident memory;
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.timing import measure
+from distill.core.timing import measure
 
 
 def _peak_rss_mb() -> float:
@@ -68,8 +68,8 @@ def timing(job: dict) -> dict:
 
 
 def embed(job: dict) -> dict:
-    from distill.data import scan_folder
-    from distill.evaluate import embed_folder
+    from distill.core.embeddings import embed_folder
+    from distill.core.images import scan_folder
     from export.backends import load_backend
 
     backend = load_backend(job["artifact"], device=job["device"], threads=job["threads"])

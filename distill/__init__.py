@@ -4,29 +4,22 @@ Public API (imported lazily, so that ``edgedistill --help`` starts fast)::
 
     from distill import create_student, create_loss, load_teacher, TrainConfig, Trainer
 """
-from __future__ import annotations
+from distill.core.lazy import lazy_exports
 
-import importlib
-
-_API = {
-    "create_student": "distill.students", "Student": "distill.students", "registered_students": "distill.students",
-    "create_loss": "distill.losses", "LOSSES": "distill.losses", "DistillLoss": "distill.losses",
-    "EmbeddingQueue": "distill.losses",
-    "load_teacher": "distill.teachers", "Teacher": "distill.teachers", "TeacherOptions": "distill.teachers",
-    "TrainConfig": "distill.config", "Trainer": "distill.trainer", "train_and_evaluate": "distill.train_run",
-    "Preprocess": "distill.preprocess", "scan_folder": "distill.data", "ImageFolder": "distill.data",
-    "load_student": "distill.checkpoint", "save_student": "distill.checkpoint",
-    "load_embedder": "distill.embedders", "evaluate_knn": "distill.evaluate", "embed_folder": "distill.evaluate",
-    "EdgeDistillError": "distill.errors", "DataError": "distill.errors", "ModelError": "distill.errors",
-    "ConfigError": "distill.errors", "CheckpointError": "distill.errors",
-    "MissingDependencyError": "distill.errors",
-}
-
-__all__ = sorted(_API)
 __version__ = "0.1.0"
-
-
-def __getattr__(name: str):
-    if name in _API:
-        return getattr(importlib.import_module(_API[name]), name)
-    raise AttributeError(f"module 'distill' has no attribute '{name}'")
+__getattr__, __all__ = lazy_exports(__name__, {
+    "distill.students": ("create_student", "Student", "registered_students"),
+    "distill.losses": ("create_loss", "LOSSES", "DistillLoss", "EmbeddingQueue"),
+    "distill.teachers": ("load_teacher", "Teacher", "TeacherOptions"),
+    "distill.config": ("TrainConfig", "resolve_config"),
+    "distill.trainer": ("Trainer",),
+    "distill.train_run": ("train_and_evaluate",),
+    "distill.checkpoint": ("load_student", "save_student"),
+    "distill.embedders": ("load_embedder",),
+    "distill.evaluate": ("evaluate_knn",),
+    "distill.core.preprocess": ("Preprocess",),
+    "distill.core.images": ("scan_folder", "ImageFolder"),
+    "distill.core.embeddings": ("embed_folder",),
+    "distill.core.errors": ("EdgeDistillError", "DataError", "ModelError", "ConfigError", "CheckpointError",
+                            "MissingDependencyError"),
+})

@@ -1,6 +1,6 @@
 """``python -m distill train ...`` is ``edgedistill train ...``."""
 import sys
 
-from distill.cli import main
+from distill.core.cli import main
 
 sys.exit(main())

@@ -56,7 +56,7 @@ class AugmentConfig:
             name = "light" if img_size <= 64 else "mocov2"
         presets = {"mocov2": cls, "light": cls.light, "none": cls.none}
         if name not in presets:
-            from distill.errors import ConfigError
+            from distill.core.errors import ConfigError
 
             raise ConfigError(f"unknown augmentation '{name}'; valid: auto, {', '.join(presets)}")
         return presets[name]()

@@ -1,79 +1,26 @@
-"""Atomic file writes, and the deployable student checkpoint (``student.pt``).
+"""The deployable student checkpoint (``student.pt``).
 
 A student checkpoint holds everything needed to rebuild and use the student without its training run: the
 architecture name and input size, the weights, the preprocessing, the embedding dimension and the resolved
-training config. Every file is written to a temporary name in the same folder and renamed into place, so a
-crash never leaves a half-written checkpoint, index or report.
+training config. It is written atomically (:mod:`distill.core.atomic`).
 """
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from distill.errors import CheckpointError
-from distill.preprocess import Preprocess
+from distill.core.atomic import atomic_torch_save
+from distill.core.errors import CheckpointError
+from distill.core.preprocess import Preprocess
 from distill.students import Student, create_student
 
 STUDENT_FORMAT = "edgedistill.student/1"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 STUDENT_FILE = "student.pt"
 TRAIN_STATE_FILE = "checkpoint.pt"
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, fsync, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, Path):
-        return str(o)
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    raise TypeError(f"cannot serialise {type(o).__name__}")
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def save_student(path: str | os.PathLike, student: Student, preprocess: Preprocess, config: dict[str, Any],
@@ -143,14 +90,3 @@ def load_student(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     model.eval().to(device)
     meta = {k: v for k, v in obj.items() if k != "state_dict"}
     return LoadedStudent(model, Preprocess.from_dict(obj["preprocess"]), meta, p)
-
-
-def write_between_markers(path: Path, name: str, body: str) -> None:
-    """Replace the text between ``<!-- name:begin -->`` and ``<!-- name:end -->`` (appended when absent)."""
-    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    text = path.read_text() if path.is_file() else ""
-    if begin not in text:
-        text += f"\n{begin}\n{end}\n"
-    pre, rest = text.split(begin, 1)
-    post = rest.split(end, 1)[1] if end in rest else "\n"
-    atomic_write_text(path, f"{pre}{begin}\n{body}{end}{post}")

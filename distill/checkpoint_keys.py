@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from distill.errors import ModelError
+from distill.core.errors import ModelError
 
 # Containers a training script saves the weights under, most specific first (DINO saves "teacher" and "student").
 CONTAINER_KEYS = ("state_dict", "model", "teacher", "network", "student", "encoder")

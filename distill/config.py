@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import asdict, dataclass, field
-from typing import Any
-
-from typing import Callable
+from typing import Any, Callable
 
 from distill.augment import AugmentConfig
-from distill.errors import ConfigError
+from distill.core.errors import ConfigError
 from distill.heads import HEADS
 from distill.losses import LOSSES, loss_options
 from distill.teachers import TeacherOptions

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from distill.checkpoint import atomic_write_bytes
+from distill.core.atomic import atomic_write_bytes
 
 CURVES_FILE = "curves.png"
 

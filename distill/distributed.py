@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from distill.errors import ConfigError
+from distill.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

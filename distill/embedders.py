@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from distill.checkpoint import LoadedStudent, is_student_checkpoint, load_student, sha256_file
+from distill.checkpoint import LoadedStudent, is_student_checkpoint, load_student
+from distill.core.atomic import sha256_file
 from distill.teachers import Teacher, TeacherOptions, load_teacher
 
 

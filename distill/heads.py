@@ -67,7 +67,7 @@ def create_head(kind: str, in_dim: int, hidden_dim: int, out_dim: int) -> nn.Mod
         if out_dim != in_dim:
             raise ValueError(f"head 'none' keeps the backbone's {in_dim} dimensions, not {out_dim}")
         return nn.Identity()
-    from distill.errors import ConfigError
+    from distill.core.errors import ConfigError
 
     raise ConfigError(f"unknown head '{kind}'; valid heads: {', '.join(HEADS)}")
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from distill.data import ImageFolder, scan_folder
-from distill.datasets import MemoryImages
-from distill.evaluate import FolderEmbeddings, align_labels, knn_protocols
-from distill.errors import DataError
-from distill.preprocess import Preprocess
+from distill.core.batches import MemoryImages
+from distill.core.embeddings import FolderEmbeddings, knn_protocols
+from distill.core.errors import DataError
+from distill.core.images import ImageFolder, scan_folder
+from distill.core.preprocess import Preprocess
+from distill.evaluate import align_labels
 
 
 def _decoded(folder: ImageFolder, pre: Preprocess, workers: int, desc: str) -> tuple[torch.Tensor, np.ndarray]:

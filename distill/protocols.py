@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from distill.evaluate import l2_normalize
+from distill.core.embeddings import l2_normalize
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import signal
 import threading
 
-from distill.errors import EdgeDistillError
+from distill.core.errors import EdgeDistillError
 
 
 class TrainingInterrupted(EdgeDistillError):

@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from distill.errors import ModelError
+from distill.core.errors import ModelError
 
 
 class Student(nn.Module):

@@ -30,10 +30,10 @@ import numpy as np
 import torch
 
 from distill.augment import AugmentConfig, BatchAugment, resize_views
-from distill.data import ImageFolder
-from distill.datasets import BatchStream
-from distill.errors import CheckpointError
-from distill.progress import progress
+from distill.core.batches import BatchStream
+from distill.core.errors import CheckpointError
+from distill.core.images import ImageFolder
+from distill.core.progress import progress
 from distill.teachers import Teacher
 
 CACHE_FORMAT = "edgedistill.teacher-cache/1"

@@ -30,8 +30,9 @@ import torch
 from torch import nn
 
 from distill.checkpoint_keys import HEAD_PREFIXES, extract_state_dict, match_state_dict, remove_heads
-from distill.errors import ModelError
-from distill.preprocess import Preprocess, PreprocessOverrides, read_sidecar, sidecar_path
+from distill.core.errors import ModelError
+from distill.core.preprocess import Preprocess, PreprocessOverrides, read_sidecar, sidecar_path
+from distill.core.threads import ort_session_options
 from distill.students import drop_final_linear
 
 
@@ -114,10 +115,7 @@ class OnnxTeacher(Teacher):
         super().__init__(path.name, preprocess, (path,))
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        opts.log_severity_level = 3
+        opts = ort_session_options(threads or None)  # beside torch's pool: same size, no spinning
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for a bad file

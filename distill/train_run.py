@@ -7,13 +7,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from distill.checkpoint import atomic_write_json, load_student
+from distill.checkpoint import load_student
 from distill.config import TrainConfig
-from distill.data import scan_folder
+from distill.core.atomic import atomic_write_json
+from distill.core.device import resolve_device
+from distill.core.images import scan_folder
 from distill.distributed import context_from_env, init_distributed, shutdown_distributed
 from distill.embedders import StudentEmbedder
 from distill.evaluate import evaluate_knn
-from distill.trainer import Trainer, resolve_device
+from distill.trainer import Trainer
 
 
 def train_and_evaluate(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:

@@ -32,36 +32,28 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from distill.augment import AugmentConfig, BatchAugment, resize_views
-from distill.checkpoint import STUDENT_FILE, TRAIN_STATE_FILE, atomic_torch_save, atomic_write_json, save_student
+from distill.checkpoint import STUDENT_FILE, TRAIN_STATE_FILE, save_student
 from distill.config import TrainConfig, resolve_config
+from distill.core.atomic import atomic_torch_save, atomic_write_json
+from distill.core.batches import BatchStream, MemoryImages, estimate_bytes
+from distill.core.device import resolve_device
+from distill.core.errors import CheckpointError, ConfigError, TrainingError
+from distill.core.images import scan_folder
+from distill.core.preprocess import Preprocess
+from distill.core.progress import progress
 from distill.curves import plot_run
-from distill.data import scan_folder
-from distill.datasets import BatchStream, MemoryImages, estimate_bytes
 from distill.distributed import DistContext, any_rank, gather_cat, mean_across_ranks
-from distill.errors import CheckpointError, ConfigError, TrainingError
 from distill.heads import StudentWithHead, create_head
 from distill.losses import create_loss
 from distill.momentum import MomentumEncoder
 from distill.monitor import KnnMonitor
-from distill.preprocess import Preprocess
-from distill.progress import progress
-from distill.sync_bn import convert_sync_batchnorm
 from distill.stopping import StopSignals, TrainingInterrupted
 from distill.students import Student, create_student
+from distill.sync_bn import convert_sync_batchnorm
 from distill.teacher_cache import TeacherCache, cache_fingerprint
 from distill.teachers import load_teacher
 
 IN_MEMORY_AUTO_BYTES = 2 << 30
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise ConfigError(f"--device must be cpu, cuda or auto, got '{name}'")
-    return torch.device(name)
 
 
 def lr_at(step: int, total: int, warmup: int, peak: float) -> float:

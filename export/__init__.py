@@ -2,13 +2,16 @@
 the parity gate that decides whether an artifact is good.
 
     from export import export_model, ExportConfig, load_backend
-"""
-from export.backends import Backend, load_backend
-from export.errors import ExportError, ParityError
-from export.exporter import ArtifactResult, ExportConfig, export_model
-from export.formats import FORMATS, PRECISIONS
-from export.parity import ParityResult, compare
-from export.tolerances import TOLERANCES
 
-__all__ = ["Backend", "load_backend", "ExportError", "ParityError", "ArtifactResult", "ExportConfig",
-           "export_model", "FORMATS", "PRECISIONS", "ParityResult", "compare", "TOLERANCES"]
+The names are imported lazily (PEP 562), so that building the command-line parser imports no runtime.
+"""
+from distill.core.lazy import lazy_exports
+
+__getattr__, __all__ = lazy_exports(__name__, {
+    "export.backends": ("Backend", "load_backend"),
+    "export.errors": ("ExportError", "ParityError"),
+    "export.exporter": ("ArtifactResult", "ExportConfig", "export_model"),
+    "export.formats": ("FORMATS", "PRECISIONS"),
+    "export.parity": ("ParityResult", "compare"),
+    "export.tolerances": ("TOLERANCES",),
+})

@@ -1,5 +1,5 @@
 """Errors of the export package (all user-facing, see :mod:`distill.errors`)."""
-from distill.errors import EdgeDistillError
+from distill.core.errors import EdgeDistillError
 
 
 class ExportError(EdgeDistillError):

@@ -7,7 +7,6 @@ one-line reason).
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import tempfile
 import time
@@ -19,17 +18,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from distill.checkpoint import atomic_write_json
-from distill.errors import EdgeDistillError
-from distill.evaluate import l2_normalize, search, topk_accuracy, weighted_knn
-from export.backends import load_backend
+from distill.core.atomic import atomic_write_json, atomic_write_text
+from distill.core.embeddings import l2_normalize, search, topk_accuracy, weighted_knn
+from distill.core.errors import EdgeDistillError
+from distill.core.timing import measure
+from export.backends import load_backend, runtime_for
 from export.errors import ExportError
 from export.fallback import FallbackResult, chunks
 from export.fallback import search as fallback_search
 from export.formats import FORMATS, PRECISIONS, get_format
 from export.images import load_images, random_images
 from export.metadata import now, versions, write_metadata
-from export.onnx_export import BatchSpec, simplify, to_fp16, to_int8, torch_to_onnx
+from export.onnx_export import BatchSpec, simplify, torch_to_onnx
 from export.parity import compare
 from export.sources import Source, load_source
 from export.tolerances import FALLBACK_TARGET
@@ -58,6 +58,11 @@ class ExportConfig:
     simplify: bool = True
     device: str = "cpu"  # where onnxruntime/OpenVINO artifacts run for the parity check
     max_knn_drop: float | None = None  # OpenVINO int8: accuracy-controlled quantisation (needs labels)
+    onnx_only: bool = False  # formats with an ONNX form (TensorRT): write it, gate it, print how to build on target
+    trt_version: int | None = None  # TensorRT major the artifact is for (default: the installed one, else 10)
+    allow_tf32: bool = False  # TensorRT fp32 engines: TF32 is cleared unless allowed
+    timing_s: float = 1.0  # per artifact: a short latency measurement at batch 1 after the gate (0: none)
+    pick: bool = False  # --format auto: name the fastest artifact that passed the gate as the deployable one
     int8_fallback: float = 0.75  # int8 missing the gate: keep up to this fraction of activation quantizers in float
     workers: int = 2
 
@@ -81,12 +86,18 @@ class ArtifactResult:
     size_bytes: int = 0
     files: list[str] = field(default_factory=list)
     float_quantizers: tuple[int, int] | None = None  # int8: (kept in float, of all activation quantizers)
+    trtexec: str | None = None  # TensorRT: the command that builds this engine with trtexec (on the target)
+    latency_ms: float | None = None  # p50 at batch 1, measured right after the gate (short: see ExportConfig.timing_s)
+    vs_fp32: float | None = None  # latency of the same format's fp32 artifact / this one's (> 1: faster)
 
     def public(self) -> dict[str, Any]:
         return {"format": self.format, "precision": self.precision, "path": self.path, "status": self.status,
                 "parity": self.parity, "error": self.error, "available": self.available,
                 "size_bytes": self.size_bytes, "seconds": round(self.seconds, 2),
-                "float_quantizers": list(self.float_quantizers) if self.float_quantizers else None}
+                "float_quantizers": list(self.float_quantizers) if self.float_quantizers else None,
+                "trtexec": self.trtexec,
+                "latency_ms": round(self.latency_ms, 4) if self.latency_ms is not None else None,
+                "vs_fp32": round(self.vs_fp32, 3) if self.vs_fp32 is not None else None}
 
 
 def _first_line(exc: BaseException) -> str:
@@ -145,50 +156,24 @@ class Exporter:
             self._calib_cache = load_images(self.calib_dir, self.pre, self.cfg.calib_size, self.cfg.workers)[0]
         return self._calib_cache
 
+    def calibration(self) -> np.ndarray:
+        """(N, 3, S, S) calibration images for int8 (``--calib``, else the run's training images), loaded once."""
+        return self._calibration()
+
+    def accuracy_data(self) -> tuple[np.ndarray, Any] | None:
+        """(labelled parity images, NNCF validation function) for accuracy-controlled int8, when asked and possible."""
+        if self.cfg.max_knn_drop is None or self._labels is None:
+            return None
+        return self._parity_x, loo_knn_metric(self._labels)
+
     # -- one artifact -----------------------------------------------------------------------------------------
     def _build(self, fmt: str, precision: str, base_onnx: Path, work: Path) -> tuple[Path, dict]:
-        cfg, out = self.cfg, self.out
-        target = out / f"{self.stem}-{fmt}-{precision}{FORMATS[fmt].suffix}"
-        options: dict[str, Any] = {}
-        if fmt == "onnx":
-            if precision == "fp32":
-                shutil.copyfile(base_onnx, target)
-            elif precision == "fp16":
-                to_fp16(base_onnx, target)
-            else:
-                to_int8(base_onnx, target, self._calibration(), per_channel=cfg.per_channel,
-                        exclude_nodes=cfg.exclude_nodes, batch=self.batch)
-                fallback = self._onnx_fallback(target)
-                options = {"per_channel": cfg.per_channel, "exclude_nodes": list(cfg.exclude_nodes),
-                           "calibration_images": cfg.calib_size, "activations": "uint8", "weights": "int8",
-                           "fallback": fallback.to_dict()}
-            options["opset"] = cfg.opset
-        elif fmt == "openvino":
-            from export.openvino_export import export_openvino_ir
-
-            calib, accuracy = None, None
-            if precision == "int8":
-                calib = self._calibration()
-                if cfg.max_knn_drop is not None and self._labels is not None:
-                    accuracy = (self._parity_x, loo_knn_metric(self._labels))
-            found = export_openvino_ir(base_onnx, target, precision, calib, cfg.calib_size, accuracy,
-                                       cfg.max_knn_drop, refine=self._openvino_fallback if precision == "int8" else None)
-            if precision == "int8":
-                options = {"subset_size": cfg.calib_size, "max_knn_drop": cfg.max_knn_drop, "preset": "mixed",
-                           "activation_ranges": "minmax", "fallback": found.to_dict()}
-        elif fmt == "tensorrt":
-            from export.tensorrt_export import build_engine, check_available, plan_engine
-
-            check_available()
-            onnx_in = base_onnx
-            if precision == "int8":
-                onnx_in = to_int8(base_onnx, work / "qdq-symmetric.onnx", self._calibration(),
-                                  symmetric_activations=True, batch=self.batch)
-                options["fallback"] = self._onnx_fallback(onnx_in).to_dict()  # judged with onnxruntime
-            plan = plan_engine(onnx_in, target, precision, self.pre.input_size, self.batch, cfg.workspace_gb)
-            build_engine(plan)
-            options["plan"] = plan.to_dict()
-        return target, options
+        """Dispatch to the format's build function; it returns its options, or (another artifact path, options)
+        when it wrote something else than ``target`` (TensorRT's ONNX form with --onnx-only)."""
+        format_ = FORMATS[fmt]
+        target = self.out / f"{self.stem}-{fmt}-{precision}{format_.suffix}"
+        built = format_.builder()(self, precision, base_onnx, target, work)
+        return built if isinstance(built, tuple) else (target, built)
 
     def _embed_torch(self, x: np.ndarray) -> np.ndarray:
         """The PyTorch student's embeddings of (N, 3, S, S) images: what every artifact is compared with."""
@@ -215,15 +200,17 @@ class Exporter:
         print(f"int8 misses the fallback target on the calibration images ({first.reason}); looking for up to {limit} "
               f"of {len(graph.quantizers)} activation quantizers to keep in float", file=sys.stderr, flush=True)
         size = self.batch.static or 32
-        ranked = [name for name, _ in graph.rank(calib, size, self.batch.static is not None)]
-        result = fallback_search(ranked, lambda names: judge(graph.with_float(names)), limit, first)
+        ranking = graph.rank(calib, size, self.batch.static is not None)
+        result = fallback_search([name for name, _ in ranking], lambda names: judge(graph.with_float(names)), limit,
+                                 first)
+        result.ranking = [(name, float(score)) for name, score in ranking]
         if len(result.float_quantizers) > MIXED_WARNING * len(graph.quantizers):
             print(f"note: int8 keeps {len(result.float_quantizers)} of {len(graph.quantizers)} activation quantizers in "
                   "float; a graph this mixed can run slower than fp32 (docs/EXPORT.md): compare them with "
                   "`edgedistill bench` before deploying it", file=sys.stderr, flush=True)
         return result
 
-    def _onnx_fallback(self, path: Path) -> FallbackResult:
+    def onnx_fallback(self, path: Path) -> FallbackResult:
         import onnx
 
         from export.onnx_export import check_onnx, save_onnx
@@ -236,7 +223,7 @@ class Exporter:
             check_onnx(path)
         return result
 
-    def _openvino_fallback(self, model):
+    def openvino_fallback(self, model):
         """``export_openvino_ir``'s refine step: the quantised ``ov.Model`` -> (the model to save, FallbackResult)."""
         from export.openvino_export import FakeQuantizeGraph
 
@@ -245,14 +232,14 @@ class Exporter:
         return (graph.with_float(result.float_quantizers) if result.float_quantizers else model), result
 
     def _check(self, fmt: str, precision: str, path: Path):
-        device = "cuda" if fmt == "tensorrt" else self.cfg.device
+        device = "cuda" if runtime_for(path) == "tensorrt" else self.cfg.device
         backend = load_backend(path, device=device)
         candidate = run_batched(backend, self._parity_x, self.batch)
         return compare(self._reference, candidate, precision, self._parity_kind), backend
 
     def _export_one(self, fmt: str, precision: str, base_onnx: Path, work: Path) -> ArtifactResult:
         format_ = FORMATS[fmt]
-        missing = format_.missing()
+        missing = None if (self.cfg.onnx_only and format_.onnx_form) else format_.missing()
         if missing:
             return ArtifactResult(fmt, precision, None, "export_failed", error=missing, available=False)
         t0 = time.perf_counter()
@@ -268,17 +255,36 @@ class Exporter:
             return ArtifactResult(fmt, precision, None, "export_failed", error=f"{type(exc).__name__}: {_first_line(exc)}",
                                   seconds=time.perf_counter() - t0)
         status = "ok" if parity.passed else "parity_failed"
-        meta_file = write_metadata(path, {**meta, "status": status, "parity": parity.to_dict()})
+        latency = self._latency(backend) if status == "ok" else None
+        meta_file = write_metadata(path, {**meta, "status": status, "parity": parity.to_dict(),
+                                          "latency_ms_b1": latency})
         files = sorted({*map(str, backend.files()), str(meta_file)})
+        fb = options.get("fallback")
+        if fb and fb.get("ranking"):  # the fallback's sensitivity ranking, for the user to inspect
+            csv = path.with_name(path.name.split(".")[0] + ".sensitivity.csv")
+            atomic_write_text(csv, FallbackResult(**fb).sensitivity_csv())
+            files.append(str(csv))
         size = backend.size_bytes()
         del backend  # release the runtime's hold on the files before any rename
         if status == "parity_failed" and not self.cfg.allow_parity_failure:
             files = [self._mark_failed(Path(f)) for f in files]
             path = Path(f"{path}.failed")
-        fb = options.get("fallback")
         return ArtifactResult(fmt, precision, str(path), status, parity.to_dict(), parity.reason,
                               seconds=time.perf_counter() - t0, size_bytes=size, files=files,
-                              float_quantizers=(len(fb["float_quantizers"]), fb["total_quantizers"]) if fb else None)
+                              float_quantizers=(len(fb["float_quantizers"]), fb["total_quantizers"]) if fb else None,
+                              trtexec=options.get("trtexec"), latency_ms=latency)
+
+    def _latency(self, backend) -> float | None:
+        """p50 ms of one image through ``backend`` (a short, stated measurement: ``cfg.timing_s`` seconds after
+        a third of that in warm-up). ``edgedistill bench`` measures properly; this is for the table and --format
+        auto, which compare artifacts of the same run on the same machine."""
+        if self.cfg.timing_s <= 0:
+            return None
+        x = self._parity_x[:1]
+        if self.batch.static and self.batch.static > 1:
+            x = np.repeat(x, self.batch.static, axis=0)
+        stats = measure(lambda: backend(x), warmup_s=self.cfg.timing_s / 3, min_time_s=self.cfg.timing_s, min_runs=10)
+        return stats.p50_ms
 
     def _metadata(self, fmt: str, precision: str, options: dict) -> dict[str, Any]:
         return {
@@ -299,7 +305,11 @@ class Exporter:
     # -- all --------------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
-        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ExportError(f"cannot create the output folder '{self.out}' ({exc.strerror or exc}); "
+                              "pass --out a folder you can write") from None
         self._parity_x, self._parity_kind, self._labels = self._parity_inputs()
         self._calib_cache, self._calib_reference = None, None
         self._reference = self._embed_torch(self._parity_x)
@@ -317,6 +327,10 @@ class Exporter:
                 for precision in precisions:
                     if precision in FORMATS[fmt].precisions:
                         results.append(self._export_one(fmt, precision, base, work))
+        fp32 = {r.format: r.latency_ms for r in results if r.precision == "fp32" and r.latency_ms}
+        for r in results:
+            if r.latency_ms and fp32.get(r.format):
+                r.vs_fp32 = fp32[r.format] / r.latency_ms
         report = {
             "artifacts": [r.public() for r in results],
             "out": str(self.out), "source": {"model": cfg.model, "student": self.source.name,
@@ -325,8 +339,25 @@ class Exporter:
                               "folder": self.parity_dir if self._parity_kind == "real" else None},
             "simplified": bool(simplified), "config": asdict(cfg), "versions": versions(), "created": now(),
         }
+        if cfg.pick:
+            report["picked"] = pick_fastest([r.public() for r in results])
         atomic_write_json(self.out / "export.json", _merged(self.out / "export.json", report))
         return report
+
+
+def pick_fastest(artifacts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The deployable artifact of ``--format auto``: the lowest batch-1 latency among those that passed the gate,
+    with every candidate's measurement. Never one slower than the best measured in the same run."""
+    timed = [a for a in artifacts if a["status"] == "ok" and a.get("latency_ms") is not None]
+    if not timed:
+        return None
+    best = min(timed, key=lambda a: a["latency_ms"])
+    slower_int8 = [a for a in timed if a["precision"] == "int8" and a.get("vs_fp32") and a["vs_fp32"] < 1]
+    return {"path": best["path"], "format": best["format"], "precision": best["precision"],
+            "latency_ms": best["latency_ms"], "rule": "fastest p50 at batch 1 among the artifacts that passed the gate",
+            "candidates": [{"format": a["format"], "precision": a["precision"], "latency_ms": a["latency_ms"],
+                            "vs_fp32": a.get("vs_fp32")} for a in timed],
+            "int8_slower_than_fp32": [f"{a['format']} int8" for a in slower_int8]}
 
 
 def _merged(path: Path, report: dict[str, Any]) -> dict[str, Any]:

@@ -71,6 +71,14 @@ class FallbackResult:
     total_quantizers: int
     passed: bool
     trials: list[dict] = field(default_factory=list)
+    ranking: list[tuple[str, float]] = field(default_factory=list)  # (quantizer, SQNR score dB), worst first
+
+    def sensitivity_csv(self) -> str:
+        """The ranking as CSV: ``rank,quantizer,sqnr_db_p10,kept_in_float`` (worst first)."""
+        kept = set(self.float_quantizers)
+        rows = ["rank,quantizer,sqnr_db_p10,kept_in_float"]
+        rows += [f"{i},{name},{score:.4f},{int(name in kept)}" for i, (name, score) in enumerate(self.ranking, 1)]
+        return "\n".join(rows) + "\n"
 
     def to_dict(self) -> dict:
         return asdict(self)

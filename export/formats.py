@@ -1,11 +1,22 @@
-"""The export formats as data: file suffix, precisions, the runtime that loads them, and what they need.
+"""The export formats as data: one row per format names its file suffixes, precisions, the runtime and backend
+class that load it back, the function that builds it, and what it needs.
 
-Adding a format means one row here, one ``<format>_export.py`` module and one backend class.
+Adding a format means one row here and one module with a ``build`` function and a backend class: the
+exporter dispatches on the row's ``build``, :func:`export.backends.load_backend` and ``bench`` find its
+artifacts by the row's suffixes.
+
+A build function has the signature ``build(ctx, precision, base_onnx, target, work) -> dict``: ``ctx`` is the
+running :class:`export.exporter.Exporter` (its ``cfg``, ``pre``, ``batch``, ``calibration()``,
+``onnx_fallback(path)``, ``openvino_fallback(model)`` and ``accuracy_data()``), ``base_onnx`` the fp32 ONNX
+every format starts from, ``target`` the artifact path to write, ``work`` a scratch folder; it returns the
+options to record in the artifact's metadata.
 """
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from dataclasses import dataclass
+from typing import Callable
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -13,13 +24,23 @@ PRECISIONS = ("fp32", "fp16", "int8")
 @dataclass(frozen=True)
 class Format:
     name: str
-    suffix: str  # of the main artifact file
+    suffixes: tuple[str, ...]  # of the main artifact file; the first is what export writes
     precisions: tuple[str, ...]
-    backend: str  # the runtime that loads it (see export.backends)
+    runtime: str  # the runtime name that loads it (load_backend(..., runtime=...))
+    backend: str  # "module:Class" of that runtime's backend (export.backends.base.Backend)
+    build: str  # "module:function" building the artifact (see the module docstring)
     module: str  # the Python module that must import to build it
     extra: str | None  # the pip extra that provides that module (None: a base dependency)
     needs_cuda: bool = False
-    exporter: str = ""  # "module:function" building the artifact
+    onnx_form: bool = False  # --onnx-only: the build writes the format's ONNX form, which needs nothing of it here
+
+    @property
+    def suffix(self) -> str:
+        return self.suffixes[0]
+
+    def builder(self) -> Callable:
+        module, _, fn = self.build.partition(":")
+        return getattr(importlib.import_module(module), fn)
 
     def missing(self) -> str | None:
         """Why this machine cannot build the format, or ``None`` when it can."""
@@ -35,12 +56,14 @@ class Format:
 
 
 FORMATS: dict[str, Format] = {
-    "onnx": Format("onnx", ".onnx", PRECISIONS, "onnxruntime", "onnxruntime", None,
-                   exporter="export.onnx_export:export_onnx"),
-    "openvino": Format("openvino", ".xml", PRECISIONS, "openvino", "openvino", "openvino",
-                       exporter="export.openvino_export:export_openvino"),
-    "tensorrt": Format("tensorrt", ".engine", PRECISIONS, "tensorrt", "tensorrt", "tensorrt", needs_cuda=True,
-                       exporter="export.tensorrt_export:export_tensorrt"),
+    "onnx": Format("onnx", (".onnx",), PRECISIONS, "onnxruntime", "export.backends.onnx_backend:OnnxRuntimeBackend",
+                   "export.onnx_export:build", "onnxruntime", None),
+    "openvino": Format("openvino", (".xml",), PRECISIONS, "openvino",
+                       "export.backends.openvino_backend:OpenVINOBackend", "export.openvino_export:build",
+                       "openvino", "openvino"),
+    "tensorrt": Format("tensorrt", (".engine", ".plan"), PRECISIONS, "tensorrt",
+                       "export.backends.tensorrt_backend:TensorRTBackend", "export.tensorrt_export:build",
+                       "tensorrt", "tensorrt", needs_cuda=True, onnx_form=True),
 }
 
 
@@ -52,9 +75,6 @@ def get_format(name: str) -> Format:
     return FORMATS[name]
 
 
-def format_for_path(path: str) -> Format | None:
-    """The format whose suffix the artifact path ends with (``.failed`` artifacts match none)."""
-    for fmt in FORMATS.values():
-        if str(path).endswith(fmt.suffix) or (fmt.name == "tensorrt" and str(path).endswith(".plan")):
-            return fmt
-    return None
+def artifact_suffixes() -> dict[str, str]:
+    """Every exported artifact's file suffix -> the runtime that loads it, read from :data:`FORMATS`."""
+    return {suffix: fmt.runtime for fmt in FORMATS.values() for suffix in fmt.suffixes}

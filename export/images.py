@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from distill.data import scan_folder
-from distill.datasets import MemoryImages
-from distill.errors import DataError
-from distill.preprocess import Preprocess
+from distill.core.batches import MemoryImages
+from distill.core.errors import DataError
+from distill.core.images import scan_folder
+from distill.core.preprocess import Preprocess
 
 
 def load_images(folder: str | Path, preprocess: Preprocess, limit: int, workers: int = 0) -> tuple[np.ndarray, np.ndarray | None]:

@@ -13,8 +13,8 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from distill.checkpoint import atomic_write_json
-from distill.preprocess import read_sidecar, sidecar_path
+from distill.core.atomic import atomic_write_json
+from distill.core.preprocess import read_sidecar, sidecar_path
 
 METADATA_KEY = "edgedistill"
 VERSIONED = ("edgedistill", "torch", "onnx", "onnxruntime", "openvino", "nncf", "tensorrt", "onnxslim")

@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distill.checkpoint import atomic_write_bytes
+from distill.core.atomic import atomic_write_bytes
+from distill.core.embeddings import cosine_rows
+from distill.core.threads import ort_session_options
 from export.errors import ExportError
 
 INPUT_NAME, OUTPUT_NAME = "input", "embedding"
@@ -83,8 +86,7 @@ def cpu_session(path_or_bytes):
     """An onnxruntime CPU session of a file or serialised model, quiet."""
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
+    opts = ort_session_options()
     src = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
     return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
 
@@ -110,8 +112,7 @@ def simplify(path: Path, img_size: int, batch: BatchSpec) -> bool:
     x = np.random.default_rng(0).standard_normal((batch.static or 2, 3, img_size, img_size)).astype(np.float32)
     a = cpu_session(original.SerializeToString()).run(None, {INPUT_NAME: x})[0]
     b = cpu_session(slim.SerializeToString()).run(None, {INPUT_NAME: x})[0]
-    cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
-    if a.shape != b.shape or cos.min() < 1 - 1e-6:
+    if a.shape != b.shape or cosine_rows(a, b).min() < 1 - 1e-6:
         return False
     save_onnx(slim, path)
     check_onnx(path)
@@ -179,7 +180,9 @@ def to_int8(src: Path, dst: Path, calib: np.ndarray, *, per_channel: bool = Fals
     """Static QDQ quantisation on calibration images.
 
     Default U8S8 (uint8 activations, int8 weights): the fast mode of onnxruntime on x86 CPUs without VNNI.
-    ``symmetric_activations`` gives S8S8 with zero points at 0, the explicit-quantisation form TensorRT needs.
+    ``symmetric_activations`` gives the explicit-quantisation form TensorRT needs: S8S8 with zero points at 0,
+    and biases left in float (``QuantizeBias: False``), since TensorRT's dequantize layer reads INT8 (or FP8,
+    INT4, FP4) inputs only and rejects onnxruntime's default INT32 biases (onnx-tensorrt#850, onnxruntime#14229).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -195,7 +198,7 @@ def to_int8(src: Path, dst: Path, calib: np.ndarray, *, per_channel: bool = Fals
                 weight_type=QuantType.QInt8, per_channel=per_channel, nodes_to_exclude=list(exclude_nodes),
                 calibrate_method=CalibrationMethod.MinMax,
                 extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True,
-                               "QDQKeepRemovableActivations": True})
+                               "QDQKeepRemovableActivations": True, "QuantizeBias": not symmetric_activations})
     except Exception as exc:
         raise ExportError(f"int8 quantisation failed: {str(exc).splitlines()[0]}") from None
     finally:
@@ -204,8 +207,19 @@ def to_int8(src: Path, dst: Path, calib: np.ndarray, *, per_channel: bool = Fals
     return dst
 
 
-def onnx_node_names(path: Path) -> list[str]:
-    """Node names of a graph: what ``--exclude-nodes`` takes."""
-    import onnx
-
-    return [n.name for n in onnx.load(str(path)).graph.node]
+def build(ctx, precision: str, base_onnx: Path, target: Path, work: Path) -> dict:
+    """The ``onnx`` row of :data:`export.formats.FORMATS`: fp32 is the base graph, fp16 converted with fp32 I/O,
+    int8 a QDQ graph (onnxruntime static U8S8) refined by the float fallback."""
+    cfg, options = ctx.cfg, {}
+    if precision == "fp32":
+        shutil.copyfile(base_onnx, target)
+    elif precision == "fp16":
+        to_fp16(base_onnx, target)
+    else:
+        to_int8(base_onnx, target, ctx.calibration(), per_channel=cfg.per_channel, exclude_nodes=cfg.exclude_nodes,
+                batch=ctx.batch)
+        options = {"per_channel": cfg.per_channel, "exclude_nodes": list(cfg.exclude_nodes),
+                   "calibration_images": cfg.calib_size, "activations": "uint8", "weights": "int8",
+                   "fallback": ctx.onnx_fallback(target).to_dict()}
+    options["opset"] = cfg.opset
+    return options

@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from distill._deps import require
+from distill.core.deps import require
 from export.errors import ExportError
 
 
@@ -42,6 +42,19 @@ def export_openvino_ir(onnx_fp32: Path, xml: Path, precision: str, calib: np.nda
         tmp.unlink(missing_ok=True)
         tmp.with_suffix(".bin").unlink(missing_ok=True)
     return found
+
+
+def build(ctx, precision: str, base_onnx: Path, target: Path, work: Path) -> dict:
+    """The ``openvino`` row of :data:`export.formats.FORMATS`: IR converted from the base ONNX; int8 by NNCF
+    (MIXED preset, min-max ranges, accuracy control with --max-knn-drop) refined by the float fallback."""
+    if precision != "int8":
+        export_openvino_ir(base_onnx, target, precision)
+        return {}
+    cfg = ctx.cfg
+    found = export_openvino_ir(base_onnx, target, precision, ctx.calibration(), cfg.calib_size,
+                               ctx.accuracy_data(), cfg.max_knn_drop, refine=ctx.openvino_fallback)
+    return {"subset_size": cfg.calib_size, "max_knn_drop": cfg.max_knn_drop, "preset": "mixed",
+            "activation_ranges": "minmax", "fallback": found.to_dict()}
 
 
 def _quantize(model, calib, subset_size, accuracy, max_drop):

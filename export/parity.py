@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from distill.core.embeddings import cosine_rows, neighbour_overlap
 from export.tolerances import TOLERANCES, Tolerance
 
 
@@ -33,28 +34,6 @@ class ParityResult:
         return d
 
 
-def _normalize(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
-
-
-def neighbour_overlap(reference: np.ndarray, candidate: np.ndarray, k: int = 10) -> float:
-    """Mean fraction of shared k nearest neighbours (cosine, self excluded) between two embeddings of the same images."""
-    n = reference.shape[0]
-    k = min(k, n - 1)
-    if k <= 0:
-        return 1.0
-
-    def knn(x: np.ndarray) -> np.ndarray:
-        xn = _normalize(x)
-        sims = xn @ xn.T
-        np.fill_diagonal(sims, -np.inf)
-        return np.argsort(-sims, axis=1, kind="stable")[:, :k]
-
-    a, b = knn(reference), knn(candidate)
-    return float(np.mean([len(np.intersect1d(a[i], b[i])) / k for i in range(n)]))
-
-
 def compare(reference: np.ndarray, candidate: np.ndarray, precision: str, images: str = "real",
             tolerance: Tolerance | None = None) -> ParityResult:
     """Compare (N, D) embeddings and decide pass or fail against the precision's tolerance."""
@@ -66,7 +45,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray, precision: str, images
     tol = tolerance or TOLERANCES[precision]
     diff = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
     finite = np.isfinite(candidate).all()
-    cos = (_normalize(reference) * _normalize(candidate)).sum(1) if finite else np.full(len(reference), -1.0)
+    cos = cosine_rows(reference, candidate) if finite else np.full(len(reference), -1.0)
     overlap = neighbour_overlap(reference, candidate) if finite else 0.0
     reasons = []
     if not finite:

@@ -9,8 +9,9 @@ from typing import Any
 
 import torch
 
-from distill.checkpoint import load_student, sha256_file
-from distill.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from distill.checkpoint import load_student
+from distill.core.atomic import sha256_file
+from distill.core.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from distill.students import Student, create_student
 
 
@@ -26,7 +27,7 @@ class Source:
     def default_out(self) -> Path:
         if self.path is not None:
             return self.path.parent / "export"
-        return Path("export") / self.name
+        return Path("runs") / "export" / self.name.replace(":", "_")  # never the export package of a checkout
 
 
 def load_source(spec: str, img_size: int | None = None) -> Source:

@@ -2,18 +2,14 @@
 line or a small web page, and measure retrieval quality.
 
     from retrieval_demo import IndexParams, build_index, ImageIndex, Searcher, evaluate_index, create_app
+
+The names are imported lazily (PEP 562), so that building the command-line parser imports no runtime.
 """
-from retrieval_demo.metrics import evaluate_index, retrieval_metrics
-from retrieval_demo.search import Searcher
-from retrieval_demo.store import INDEX_KINDS, ImageIndex, IndexParams, build_index
+from distill.core.lazy import lazy_exports
 
-
-def create_app(index_dir, **kw):
-    """The FastAPI app serving ``index_dir`` (needs the ``demo`` extra)."""
-    from retrieval_demo.server import create_app as _create
-
-    return _create(index_dir, **kw)
-
-
-__all__ = ["IndexParams", "INDEX_KINDS", "build_index", "ImageIndex", "Searcher", "evaluate_index",
-           "retrieval_metrics", "create_app"]
+__getattr__, __all__ = lazy_exports(__name__, {
+    "retrieval_demo.metrics": ("evaluate_index", "retrieval_metrics"),
+    "retrieval_demo.search": ("Searcher",),
+    "retrieval_demo.store": ("INDEX_KINDS", "ImageIndex", "IndexParams", "build_index"),
+    "retrieval_demo.server": ("create_app",),
+})

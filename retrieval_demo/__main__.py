@@ -1,6 +1,6 @@
 """``python -m retrieval_demo ...`` is ``edgedistill retrieve ...``."""
 import sys
 
-from distill.cli import main_single
+from distill.core.cli import main_single
 
 sys.exit(main_single("retrieval_demo.cli", prog="python -m retrieval_demo"))

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from distill.cli import add_json_flag
-from distill.commands.common import positive_int, positive_ints
+from distill.core.cli import add_json_flag, positive_int, positive_ints
 
 HELP = "index an image folder with an exported model; search it from the command line or a web page"
 

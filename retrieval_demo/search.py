@@ -8,8 +8,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from distill.data import UNREADABLE, load_rgb, resize_center_crop
-from distill.errors import DataError, ModelError
+from distill.core.errors import DataError, ModelError
+from distill.core.images import UNREADABLE, load_rgb, resize_center_crop
 from retrieval_demo.store import ImageIndex
 
 

@@ -16,9 +16,9 @@ from importlib.resources import files
 from pathlib import Path
 from urllib.parse import quote
 
-from distill._deps import require
-from distill.data import UNREADABLE, load_rgb
-from distill.errors import DataError
+from distill.core.deps import require
+from distill.core.errors import DataError
+from distill.core.images import UNREADABLE, load_rgb
 from retrieval_demo.search import Searcher
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from distill._deps import require
-from distill.checkpoint import atomic_write_bytes, atomic_write_json
-from distill.data import scan_folder
-from distill.errors import ConfigError, DataError, ModelError
-from distill.evaluate import embed_folder, l2_normalize
+from distill.core.atomic import atomic_write_bytes, atomic_write_json
+from distill.core.deps import require
+from distill.core.embeddings import embed_folder, l2_normalize
+from distill.core.errors import ConfigError, DataError, ModelError
+from distill.core.images import scan_folder
 
 MANIFEST = "manifest.json"
 INDEX_KINDS = ("flat", "ivf", "hnsw")
@@ -85,11 +85,24 @@ class ImageIndex:
             raise DataError(f"'{self.folder}' is not an index (no {MANIFEST}); build one with "
                             "'edgedistill retrieve index --model ARTIFACT --images DIR --out INDEX_DIR'")
         faiss = require("faiss", "faiss-cpu")
-        self.manifest: dict[str, Any] = json.loads(manifest.read_text())
-        self.params = IndexParams(**self.manifest["params"])
-        self.index = faiss.deserialize_index(np.fromfile(self.folder / "index.faiss", dtype=np.uint8))
-        self.paths: list[str] = json.loads((self.folder / "paths.json").read_text())
-        self.root = Path(self.manifest["root"])
+        rebuild = "rebuild it with 'edgedistill retrieve index --model ARTIFACT --images DIR --out INDEX_DIR'"
+        try:
+            self.manifest: dict[str, Any] = json.loads(manifest.read_text())
+            self.params = IndexParams(**self.manifest["params"])
+            self.paths: list[str] = json.loads((self.folder / "paths.json").read_text())
+            self.root = Path(self.manifest["root"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"index '{self.folder}' has a damaged or missing manifest.json/paths.json "
+                            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); {rebuild}") from None
+        try:
+            self.index = faiss.deserialize_index(np.fromfile(self.folder / "index.faiss", dtype=np.uint8))
+        except (OSError, RuntimeError, ValueError) as exc:  # faiss raises RuntimeError with its C++ stack
+            raise DataError(f"index '{self.folder}' has a damaged or missing index.faiss "
+                            f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}); "
+                            f"{rebuild}") from None
+        if self.index.ntotal != len(self.paths):
+            raise DataError(f"index '{self.folder}' holds {self.index.ntotal} vectors for {len(self.paths)} paths; "
+                            f"{rebuild}")
         set_search_params(self.index, self.params)
 
     @property

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import argparse
 
-from distill.cli import add_json_flag
-from distill.commands.common import add_teacher_arguments, check_device, positive_int, teacher_options
+from distill.commands.common import add_teacher_arguments, add_threads_flag, teacher_options
+from distill.core.cli import add_json_flag, positive_int
+from distill.core.device import check_device
 
 HELP = "store a teacher's embeddings of a folder for training without teacher forward passes"
 
@@ -24,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, metavar="DIR", help="the training images (the same --data as train)")
     p.add_argument("--teacher", required=True, metavar="SPEC", help="the same teacher spec as train")
     p.add_argument("--out", required=True, metavar="CACHE", help="cache folder to create")
+    p.add_argument("--limit", type=positive_int, metavar="N",
+                   help="cache the class-balanced subset of N images that train --limit N uses")
     p.add_argument("--views", type=positive_int, default=1, help="views per image: 1 = centre crop only")
     p.add_argument("--augment", default="auto", choices=["auto", "mocov2", "light", "none"],
                    help="augmentation preset of views 1.. (auto: light up to 64 px, MoCo-v2 above)")
@@ -35,18 +38,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--overwrite", action="store_true", help="replace an existing cache folder")
     add_teacher_arguments(p)
+    add_threads_flag(p)
     add_json_flag(p)
 
 
 def run(args: argparse.Namespace) -> dict:
     from distill.augment import AugmentConfig
-    from distill.data import scan_folder
+    from distill.core.device import resolve_device
+    from distill.core.images import scan_folder
     from distill.teacher_cache import build_teacher_cache
     from distill.teachers import load_teacher
-    from distill.trainer import resolve_device
 
     device = resolve_device(check_device(args.device))
-    folder = scan_folder(args.data)
+    folder = scan_folder(args.data, args.limit)
     teacher = load_teacher(args.teacher, teacher_options(args), device)
     img_size = args.img_size or teacher.preprocess.input_size
     load_size = max(img_size, teacher.preprocess.input_size)  # what train decodes to, see Trainer

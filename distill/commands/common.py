@@ -1,20 +1,9 @@
-"""Flags shared by several commands."""
+"""Flags shared by several commands of the ``distill`` package (the argparse types are in :mod:`distill.core.cli`)."""
 from __future__ import annotations
 
 import argparse
 
-from distill.errors import ConfigError
-from distill.teachers import TeacherOptions, default_drop_heads
-
-
-def floats3(text: str) -> tuple[float, float, float]:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected three comma-separated numbers, got '{text}'") from None
-    if len(values) != 3:
-        raise argparse.ArgumentTypeError(f"expected three comma-separated numbers (R,G,B), got '{text}'")
-    return values  # type: ignore[return-value]
+from distill.core.cli import floats3, positive_int
 
 
 def add_teacher_arguments(parser: argparse.ArgumentParser, prefix: str = "teacher") -> None:
@@ -30,37 +19,19 @@ def add_teacher_arguments(parser: argparse.ArgumentParser, prefix: str = "teache
     g.add_argument(f"--{prefix}-std", type=floats3, metavar="R,G,B", help="override the normalisation std")
 
 
-def teacher_options(args: argparse.Namespace, prefix: str = "teacher") -> TeacherOptions:
+def teacher_options(args: argparse.Namespace, prefix: str = "teacher"):
+    """The ``--teacher-*`` (or ``--model-*``) flags as a :class:`distill.teachers.TeacherOptions`."""
+    from distill.teachers import TeacherOptions, default_drop_heads  # torch: only when a command runs
+
     get = lambda name: getattr(args, f"{prefix}_{name}")  # noqa: E731
     return TeacherOptions(weights=get("weights"), arch=get("arch"), drop_head=default_drop_heads(get("drop_head")),
                           input_size=get("input_size"), mean=get("mean"), std=get("std"))
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
-
-
-def positive_ints(text: str) -> tuple[int, ...]:
-    """``1,8,32`` -> (1, 8, 32): comma-separated positive whole numbers (batch sizes, k values)."""
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got '{text}'") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive numbers, got '{text}'")
-    return values
-
-
-def check_device(name: str) -> str:
-    if name not in ("auto", "cpu") and not name.startswith("cuda"):
-        raise ConfigError(f"--device must be auto, cpu or cuda[:N], got '{name}'")
-    return name
+def add_threads_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=positive_int, metavar="N",
+                   help="compute threads (default: the CPUs this process may use, from its affinity mask and cgroup "
+                        "quota); waiting threads sleep instead of spinning (distill.core.threads)")
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -70,6 +41,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="decode the images once and keep them in RAM (auto: when under 2 GiB)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--workers", type=int, default=2, help="image-decoding processes")
+    add_threads_flag(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=positive_int, default=20, help="steps between metrics lines")
     p.add_argument("--save-every", type=int, default=0, help="steps between mid-epoch checkpoints (0: epoch ends)")

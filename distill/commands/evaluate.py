@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from distill.cli import add_json_flag
-from distill.commands.common import add_teacher_arguments, positive_int, teacher_options
+from distill.commands.common import add_teacher_arguments, add_threads_flag, teacher_options
+from distill.core.cli import add_json_flag, positive_int
 
 HELP = "evaluate a student or teacher with weighted kNN and 1-NN"
 PROTOCOLS = ("knn", "nn", "linear", "cluster", "all")
@@ -36,14 +36,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep embeddings here per model fingerprint and folder, and reuse them "
                         "(default: $EDGEDISTILL_EMBEDDINGS, else none)")
     add_teacher_arguments(p, prefix="model")
+    add_threads_flag(p)
     add_json_flag(p)
 
 
 def run(args: argparse.Namespace) -> dict:
-    from distill.data import scan_folder
+    from distill.core.device import resolve_device
+    from distill.core.images import scan_folder
     from distill.embedders import load_embedder
     from distill.evaluate import evaluate_knn
-    from distill.trainer import resolve_device
 
     train = scan_folder(args.train, args.train_limit)
     val = scan_folder(args.val, args.val_limit)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 
-from distill.cli import add_json_flag
-from distill.commands.common import add_run_arguments, floats3, positive_int
+from distill.commands.common import add_run_arguments
+from distill.core.cli import add_json_flag, floats3, positive_int
 
 HELP = "self-supervised pretraining without a teacher (MoCo-v2, SimCLR): the baseline"
 

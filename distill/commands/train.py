@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 
-from distill.cli import add_json_flag
-from distill.commands.common import add_run_arguments, add_teacher_arguments, positive_int, teacher_options
+from distill.commands.common import add_run_arguments, add_teacher_arguments, teacher_options
+from distill.core.cli import add_json_flag, positive_int
 
 HELP = "distil a teacher into a student (SEED, CompRess, DisCo)"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import inspect
 
-from distill.errors import ConfigError
+from distill.core.errors import ConfigError
 from distill.losses.base import DistillLoss
 from distill.losses.compress import CompRess1qLoss, CompRessLoss
 from distill.losses.contrastive import MoCoV2Loss, SimCLRLoss

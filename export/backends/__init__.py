@@ -7,24 +7,29 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from distill.errors import ModelError
+from distill.core.errors import ModelError
 from export.backends.base import Backend
+from export.formats import FORMATS, artifact_suffixes
 
-# runtime name -> "module:Class"; the runtime modules are imported only when used.
-BACKENDS = {
-    "torch": "export.backends.torch_backend:TorchBackend",
-    "onnxruntime": "export.backends.onnx_backend:OnnxRuntimeBackend",
-    "openvino": "export.backends.openvino_backend:OpenVINOBackend",
-    "tensorrt": "export.backends.tensorrt_backend:TensorRTBackend",
-}
-SUFFIXES = {".pt": "torch", ".pth": "torch", ".onnx": "onnxruntime", ".xml": "openvino", ".engine": "tensorrt",
-            ".plan": "tensorrt"}
+TORCH_BACKEND = "export.backends.torch_backend:TorchBackend"  # a student checkpoint or run folder
+
+
+def backends() -> dict[str, str]:
+    """Runtime name -> "module:Class": PyTorch plus the runtime of every row of :data:`export.formats.FORMATS`.
+    The runtime modules are imported only when used."""
+    return {"torch": TORCH_BACKEND, **{fmt.runtime: fmt.backend for fmt in FORMATS.values()}}
+
+
+def suffixes() -> dict[str, str]:
+    """File suffix -> runtime: student checkpoints plus every format's artifact suffixes."""
+    return {".pt": "torch", ".pth": "torch", **artifact_suffixes()}
 
 
 def backend_class(runtime: str) -> type[Backend]:
-    if runtime not in BACKENDS:
-        raise ModelError(f"unknown runtime '{runtime}'; valid runtimes: {', '.join(BACKENDS)}")
-    module, _, cls = BACKENDS[runtime].partition(":")
+    table = backends()
+    if runtime not in table:
+        raise ModelError(f"unknown runtime '{runtime}'; valid runtimes: {', '.join(table)}")
+    module, _, cls = table[runtime].partition(":")
     return getattr(importlib.import_module(module), cls)
 
 
@@ -35,10 +40,11 @@ def runtime_for(path: str | Path) -> str:
     if p.name.endswith(".failed"):
         raise ModelError(f"'{p}' failed its parity check when exported; it is kept for inspection only. "
                          "Re-export, or rename it if you accept the measured error")
-    if p.suffix not in SUFFIXES:
-        raise ModelError(f"unsupported model file '{p.name}': expected one of {', '.join(sorted(SUFFIXES))} "
+    table = suffixes()
+    if p.suffix not in table:
+        raise ModelError(f"unsupported model file '{p.name}': expected one of {', '.join(sorted(table))} "
                          "(a student checkpoint or an exported artifact)")
-    return SUFFIXES[p.suffix]
+    return table[p.suffix]
 
 
 def load_backend(path: str | Path, device: str = "cpu", threads: int | None = None,
@@ -50,4 +56,4 @@ def load_backend(path: str | Path, device: str = "cpu", threads: int | None = No
     return backend_class(runtime or runtime_for(p))(p, device=device, threads=threads)
 
 
-__all__ = ["Backend", "BACKENDS", "load_backend", "backend_class", "runtime_for"]
+__all__ = ["Backend", "backends", "suffixes", "load_backend", "backend_class", "runtime_for"]

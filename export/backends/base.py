@@ -7,10 +7,10 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from distill.checkpoint import sha256_file
-from distill.data import UNREADABLE, load_rgb, resize_center_crop
-from distill.errors import DataError, ModelError
-from distill.preprocess import Preprocess
+from distill.core.atomic import sha256_file
+from distill.core.errors import DataError, ModelError
+from distill.core.images import UNREADABLE, load_rgb, resize_center_crop
+from distill.core.preprocess import Preprocess
 
 
 class Backend:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from distill.core.threads import ort_session_options
 from export.backends.base import Backend
 from export.errors import ExportError
 from export.metadata import read_metadata
@@ -17,11 +18,9 @@ class OnnxRuntimeBackend(Backend):
         import onnxruntime as ort
 
         super().__init__(path, read_metadata(path))
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
+        # intra-op spinning off: in a benchmark worker it is the only pool, but embedding for retrieval and
+        # parity checks it shares the process with torch (distill.core.threads)
+        opts = ort_session_options(threads)
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():

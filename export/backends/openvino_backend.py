@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from distill._deps import require
+from distill.core.deps import require
 from export.backends.base import Backend
 from export.errors import ExportError
 from export.metadata import read_metadata

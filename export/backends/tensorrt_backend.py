@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distill._deps import require
+from distill.core.deps import require
 from export.backends.base import Backend
 from export.errors import ExportError
 from export.metadata import read_metadata
@@ -34,16 +34,22 @@ class TensorRTBackend(Backend):
         self.input_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
         self.output_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
         self.stream = torch.cuda.Stream(self.device)
+        lo, _, hi = self.engine.get_tensor_profile_shape(self.input_name, 0)
+        self.batch_range = (int(lo[0]), int(hi[0]))
 
     @torch.no_grad()
     def __call__(self, x) -> np.ndarray:
         t = (x if isinstance(x, torch.Tensor) else torch.from_numpy(self.as_numpy(x)))
-        t = t.to(self.device, torch.float32).contiguous()
-        self.context.set_input_shape(self.input_name, tuple(t.shape))
+        t = t.to(self.device, torch.float32).contiguous()  # on the current stream: the engine's waits for it below
+        if not self.context.set_input_shape(self.input_name, tuple(t.shape)):
+            lo, hi = self.batch_range
+            raise ExportError(f"batch {t.shape[0]} is outside the engine's optimisation profile (batch {lo} to {hi}); "
+                              "split the batch, or export with --dynamic-batch MIN,OPT,MAX covering it")
         out_shape = tuple(self.context.get_tensor_shape(self.output_name))
         out = torch.empty(out_shape, dtype=torch.float32, device=self.device)
         self.context.set_tensor_address(self.input_name, t.data_ptr())
         self.context.set_tensor_address(self.output_name, out.data_ptr())
+        self.stream.wait_stream(torch.cuda.current_stream(self.device))  # the copy/cast above must be done
         with torch.cuda.stream(self.stream):
             if not self.context.execute_async_v3(self.stream.cuda_stream):
                 raise ExportError(f"TensorRT execution of '{self.path}' failed")

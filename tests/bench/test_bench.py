@@ -8,8 +8,8 @@ import torch
 
 from bench import BenchConfig, run_bench
 from distill.checkpoint import save_student
-from distill.errors import DataError, ModelError
-from distill.preprocess import Preprocess
+from distill.core.errors import DataError, ModelError
+from distill.core.preprocess import Preprocess
 from distill.students import create_student
 from export import ExportConfig, export_model
 from tests.conftest import make_image, run_cli
@@ -59,6 +59,8 @@ def test_run_folder_reports_every_backend_with_parity(run_dir, images, tmp_path)
     assert rows[("torch", 1)]["speedup_vs_torch"] == pytest.approx(1.0)
     assert report["student"]["flops_per_image"] > 1e6 and report["student"]["params"] > 1e6
     assert report["config"]["rounds"] == 2 and report["environment"]["threads"] >= 1
+    load = report["environment"]["load_average"]
+    assert load is None or (len(load["before"]) == 3 and len(load["after"]) == 3)
 
     out = tmp_path / "rep"
     saved = json.loads((out / "report.json").read_text())
@@ -71,11 +73,11 @@ def test_run_folder_reports_every_backend_with_parity(run_dir, images, tmp_path)
     assert "| onnxruntime | fp32 | ✅ |" in md and "p50 ms (b1)" in md
     assert (out / "latency_vs_accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    from bench.suite import render  # the docs page of `make bench`, from this real report
+    from tools.bench_suite import render  # the docs page of `make bench`, from this real report
     page = render([{"student": "resnet10t", "img_size": 32, "trained": True, "report": report,
-                    "export": {"artifacts": []}}], "python -m bench.suite ...")
+                    "export": {"artifacts": []}}], "python -m tools.bench_suite ...")
     assert "## resnet10t at 32x32 (trained" in page and "| onnxruntime | fp32 | ✅ |" in page
-    assert "the compute floor" in page and "python -m bench.suite ..." in page
+    assert "the compute floor" in page and "python -m tools.bench_suite ..." in page
 
 
 def test_a_failing_backend_is_reported_and_the_run_goes_on(run_dir, images, tmp_path):

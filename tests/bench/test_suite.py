@@ -1,5 +1,5 @@
 """The standard benchmark's document helpers (the full suite is `make bench`)."""
-from bench.suite import parity_table, write_between_markers
+from tools.bench_suite import parity_table, write_between_markers
 
 
 def test_markers_replace_only_their_section(tmp_path):

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from bench.timing import measure, sigma_clip, summarize
+from distill.core.timing import measure, sigma_clip, summarize
 
 
 class FakeClock:
@@ -33,11 +33,20 @@ def test_min_runs_wins_over_min_time_for_slow_backends():
     assert stats.runs == 7 and stats.warmup_runs == 1  # at least one warm-up call even with warmup_s=0
 
 
-def test_outliers_are_clipped_before_percentiles():
-    delays = [0.010] * 48 + [0.500, 0.900]  # two stalls, e.g. the OS scheduling something else
+def test_raw_percentiles_see_planted_outliers_and_only_the_mean_is_trimmed():
+    delays = [0.010] * 97 + [0.500, 0.700, 0.900]  # three stalls, e.g. the OS scheduling something else
     stats = summarize(delays)
-    assert stats.runs == 50 and stats.kept == 48
-    assert stats.p99_ms == pytest.approx(10.0) and stats.mean_ms == pytest.approx(10.0)
+    assert stats.runs == 100 and stats.kept == 97
+    assert stats.p50_ms == pytest.approx(10.0) and stats.p90_ms == pytest.approx(10.0)
+    assert stats.p99_ms == pytest.approx(np.percentile(np.array(delays) * 1e3, 99)) and stats.p99_ms > 500
+    assert stats.max_ms == pytest.approx(900.0) and stats.p999_ms is None  # too few runs for a p99.9
+    assert stats.mean_ms == pytest.approx(10.0) and stats.raw_mean_ms == pytest.approx(np.mean(delays) * 1e3)
+
+
+def test_p999_needs_a_thousand_runs():
+    delays = [0.001] * 998 + [0.050, 0.090]
+    stats = summarize(delays)
+    assert stats.p999_ms == pytest.approx(np.percentile(np.array(delays) * 1e3, 99.9)) and stats.p999_ms > 40
 
 
 def test_percentiles_of_a_spread_of_delays():

@@ -1,7 +1,7 @@
 """The training-throughput benchmark runs every mode on real images and reports comparable rows."""
 import pytest
 
-from bench.training import TrainBenchConfig, render_markdown, run_training_bench
+from tools.bench_training import TrainBenchConfig, render_markdown, run_training_bench
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
@@ -15,6 +15,6 @@ def test_every_mode_is_measured_in_one_run(cifar_small, testbed, tmp_path):
     assert report["rows"][0]["vs_reference"] == 1.0 and report["cache_build_seconds"] > 0
     floor = report["floor"]
     assert floor["teacher_gflops"] > floor["student_gflops"] > 0 and floor["floor_images_per_s"] > 0
-    text = render_markdown(report, "python -m bench.training ...")
+    text = render_markdown(report, "python -m tools.bench_training ...")
     assert "| cached | no |" in text and "Compute floor" in text
     assert (tmp_path / "training.json").is_file()

@@ -4,9 +4,10 @@ import os
 import pytest
 import torch
 
-from distill.checkpoint import atomic_write_bytes, atomic_write_json, load_student, save_student
-from distill.errors import CheckpointError
-from distill.preprocess import Preprocess
+from distill.checkpoint import load_student, save_student
+from distill.core.atomic import atomic_write_bytes, atomic_write_json
+from distill.core.errors import CheckpointError
+from distill.core.preprocess import Preprocess
 from distill.students import create_student
 
 

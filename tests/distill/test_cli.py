@@ -82,10 +82,10 @@ def test_corrupt_only_folder_for_eval_is_an_error(tmp_path, synthetic_folder):
 
 
 def test_helper_scripts_turn_user_errors_into_one_line(capsys, tmp_path):
-    """The ``python -m`` helpers (bench.suite, distill.sweep, ...) answer bad input as the commands do."""
-    from bench.suite import main as suite_main
-    from distill.cli import script
-    from distill.errors import DataError
+    """The ``python -m`` helpers (tools.bench_suite, tools.sweep, ...) answer bad input as the commands do."""
+    from distill.core.cli import script
+    from distill.core.errors import DataError
+    from tools.bench_suite import main as suite_main
 
     @script("demo.tool")
     def failing(argv):
@@ -96,4 +96,4 @@ def test_helper_scripts_turn_user_errors_into_one_line(capsys, tmp_path):
     code = suite_main(["--parity-only", "--students", "alexnet", "--sizes", "32",
                        "--trained", f"alexnet={tmp_path / 'missing'}", "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and err[-1].startswith("bench.suite: error: ") and "Traceback" not in "\n".join(err)
+    assert code == 2 and err[-1].startswith("tools.bench_suite: error: ") and "Traceback" not in "\n".join(err)

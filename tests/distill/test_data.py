@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from distill.data import balanced_subset, load_rgb, scan_folder
-from distill.datasets import BatchStream, MemoryImages, epoch_order
-from distill.errors import DataError
+from distill.core.batches import BatchStream, MemoryImages, epoch_order
+from distill.core.errors import DataError
+from distill.core.images import balanced_subset, load_rgb, scan_folder
 from tests.conftest import make_image
 
 

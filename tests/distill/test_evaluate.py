@@ -3,12 +3,12 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
-from distill.data import scan_folder
-from distill.errors import DataError
-from distill.evaluate import FolderEmbeddings, align_labels, embed_folder, knn_protocols, topk_accuracy, weighted_knn
-from distill.preprocess import Preprocess
+from distill.core.embeddings import FolderEmbeddings, embed_folder, knn_protocols, topk_accuracy, weighted_knn
+from distill.core.errors import DataError
+from distill.core.images import scan_folder
+from distill.core.preprocess import Preprocess
+from distill.evaluate import align_labels
 
 
 def test_weighted_knn_votes_by_exp_similarity():

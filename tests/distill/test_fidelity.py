@@ -74,7 +74,7 @@ def test_mocov2_student_sees_the_query_view_only(cifar_small, tmp_path):
 @pytest.mark.testbed
 @pytest.mark.slow
 def test_eval_every_writes_knn_lines_and_a_curve(cifar_small, resnet56_onnx, tmp_path):
-    from distill.cli import main
+    from distill.core.cli import main
 
     out = tmp_path / "run"
     code = main(["train", "--data", str(cifar_small / "train"), "--val", str(cifar_small / "test"),

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from distill.errors import ConfigError
+from distill.core.errors import ConfigError
 from distill.losses import LOSSES, PRETRAIN_METHODS, EmbeddingQueue, create_loss, loss_options
 
 

@@ -27,7 +27,7 @@ def test_pretrain_runs_two_steps(cifar_small, tmp_path, method):
 
 def test_train_refuses_a_pretraining_method_without_a_teacher(cifar_small, tmp_path):
     from distill.config import TrainConfig
-    from distill.errors import ConfigError
+    from distill.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="distils a teacher"):
         TrainConfig(data=str(cifar_small / "train"), teacher=None, method="seed").validate()
@@ -53,7 +53,7 @@ def test_eval_reuses_cached_embeddings(cifar_small, resnet56_onnx, tmp_path):
 
 def test_results_script_writes_the_table_and_reuses_finished_rows(cifar_small, testbed, tmp_path):
     rows = "teacher-cifar_resnet56,alexnet-seed-cifar_resnet56,alexnet-scratch-mocov2"
-    args = ["distill.results", "--data", str(cifar_small / "train"), "--val", str(cifar_small / "test"),
+    args = ["tools.results", "--data", str(cifar_small / "train"), "--val", str(cifar_small / "test"),
             "--teachers", str(testbed / "teachers"), "--rows", rows, "--max-steps", "1", "--batch-size", "16",
             "--train-limit", "40", "--workers", "0", "--out", str(tmp_path / "rt"), "--json",
             str(tmp_path / "results.json"), "--doc", str(tmp_path / "RESULTS.md")]

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from distill.config import TrainConfig
-from distill.errors import CheckpointError, TrainingError
+from distill.core.errors import CheckpointError, TrainingError
 from distill.teacher_cache import TeacherCache
 from distill.trainer import Trainer
 from tests.conftest import ROOT, run_cli
@@ -82,6 +82,16 @@ def test_a_cache_of_a_subset_serves_a_limited_run(cifar_small, resnet56_onnx, tm
     trainer = Trainer(_cfg(cifar_small, resnet56_onnx, tmp_path / "r", teacher_cache=str(subset), limit=40, max_steps=1))
     assert len(trainer.folder) == 40 and trainer.cache.views == 2
     assert trainer.fit()["steps"] == 1
+
+
+def test_cache_teacher_limit_embeds_only_the_subset_that_train_limit_uses(cifar_small, resnet56_onnx, tmp_path):
+    subset = tmp_path / "limit-cache"
+    proc = run_cli("distill", "cache-teacher", "--data", str(cifar_small / "train"), "--teacher", str(resnet56_onnx),
+                   "--out", str(subset), "--limit", "40", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["num_images"] == 40
+    trainer = Trainer(_cfg(cifar_small, resnet56_onnx, tmp_path / "r", teacher_cache=str(subset), limit=40, max_steps=1))
+    assert len(trainer.folder) == 40 and trainer.fit()["steps"] == 1
 
 
 def test_an_existing_cache_is_not_overwritten(cache, cifar_small, resnet56_onnx):

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from distill.errors import ModelError
+from distill.core.errors import ModelError
 from distill.students import adapt_small_input, create_student, drop_final_linear, registered_students
 
 

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from distill.checkpoint_keys import match_state_dict
-from distill.errors import ModelError
-from distill.preprocess import Preprocess, sidecar_path
+from distill.core.errors import ModelError
+from distill.core.preprocess import Preprocess, sidecar_path
 from distill.teachers import TeacherOptions, load_teacher
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"

@@ -4,9 +4,9 @@ import json
 import pytest
 import torch
 
-from distill.cli import main
 from distill.config import TrainConfig
-from distill.errors import CheckpointError
+from distill.core.cli import main
+from distill.core.errors import CheckpointError
 from distill.trainer import Trainer
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]

@@ -5,12 +5,12 @@ import numpy as np
 import onnx
 import pytest
 
-import export.exporter as exporter_mod
-from distill.errors import MissingDependencyError, ModelError
+import export.onnx_export as onnx_export_mod
+from distill.core.errors import MissingDependencyError, ModelError
 from export import ExportConfig, export_model, load_backend
 from export.formats import FORMATS
-from export.tolerances import TOLERANCES
 from export.metadata import read_metadata
+from export.tolerances import TOLERANCES
 from tests.conftest import run_cli
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
@@ -50,7 +50,7 @@ def test_round_trip(student_ckpt, cifar_small, tmp_path, fmt, precision):
 
 
 def test_a_broken_artifact_is_caught_and_kept_as_failed(student_ckpt, tmp_path, monkeypatch):
-    real_to_fp16 = exporter_mod.to_fp16
+    real_to_fp16 = onnx_export_mod.to_fp16
 
     def broken_fp16(src, dst):
         real_to_fp16(src, dst)
@@ -61,7 +61,7 @@ def test_a_broken_artifact_is_caught_and_kept_as_failed(student_ckpt, tmp_path, 
         onnx.save(model, str(dst))
         return dst
 
-    monkeypatch.setattr(exporter_mod, "to_fp16", broken_fp16)
+    monkeypatch.setattr(onnx_export_mod, "to_fp16", broken_fp16)
     report = _export(student_ckpt, tmp_path, ("onnx",), ("fp32", "fp16"))
     by_precision = {a["precision"]: a for a in report["artifacts"]}
     assert by_precision["fp32"]["status"] == "ok"
@@ -90,7 +90,7 @@ def test_format_all_goes_on_when_one_format_fails(student_ckpt, tmp_path, monkey
     def exploding(*args, **kwargs):
         raise RuntimeError("converter crashed")
 
-    monkeypatch.setattr(exporter_mod, "to_int8", exploding)
+    monkeypatch.setattr(onnx_export_mod, "to_int8", exploding)
     report = _export(student_ckpt, tmp_path, tuple(FORMATS), ("fp32", "int8"))
     status = {(a["format"], a["precision"]): a for a in report["artifacts"]}
     assert status[("onnx", "fp32")]["status"] == "ok"

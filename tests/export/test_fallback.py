@@ -1,6 +1,7 @@
 """int8 with float fallback (export.fallback): the search, the QDQ and FakeQuantize rewrites, and the exporter
 turning an int8 that misses the gate into one that passes with the fewest activation quantizers in float."""
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -137,6 +138,16 @@ def test_export_falls_back_to_float_where_int8_misses_the_gate(cifar_small, tmp_
     fallback = read_metadata(art["path"])["options"]["fallback"]
     assert fallback["passed"] and len(fallback["float_quantizers"]) == kept
     assert not fallback["trials"][0]["passed"] and fallback["trials"][-1]["passed"] is not None
+    # the ranking the search used, kept for the user: <artifact>.sensitivity.csv, worst first
+    import csv
+
+    name = Path(art["path"]).name.split(".")[0]
+    with open(tmp_path / f"{name}.sensitivity.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == total and [int(r["rank"]) for r in rows] == list(range(1, total + 1))
+    scores = [float(r["sqnr_db_p10"]) for r in rows]
+    assert scores == sorted(scores) and sum(int(r["kept_in_float"]) for r in rows) == kept
+    assert art["latency_ms"] > 0
 
 
 @pytest.mark.testbed

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from export.parity import compare, neighbour_overlap
+from distill.core.embeddings import neighbour_overlap
+from export.parity import compare
 from export.tolerances import TOLERANCES
 
 

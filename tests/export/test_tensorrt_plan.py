@@ -3,11 +3,11 @@ import numpy as np
 import onnx
 import pytest
 
+from distill.core.errors import MissingDependencyError
+from distill.students import create_student
 from export.errors import ExportError
 from export.onnx_export import BatchSpec, to_int8, torch_to_onnx
 from export.tensorrt_export import build_engine, check_available, plan_engine
-from distill.errors import MissingDependencyError
-from distill.students import create_student
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,8 @@ def base_onnx(tmp_path_factory):
 @pytest.mark.parametrize("precision,flags", [("fp32", ()), ("fp16", ("FP16",)), ("int8", ("INT8", "FP16"))])
 def test_plan_flags_profile_and_workspace(base_onnx, tmp_path, precision, flags):
     plan = plan_engine(base_onnx, tmp_path / "m.engine", precision, 32, BatchSpec(min=1, opt=4, max=16), workspace_gb=2)
-    assert plan.flags == flags
+    assert plan.flags == flags and plan.trt_major == 10 and not plan.strongly_typed
+    assert plan.clear_flags == (("TF32",) if precision == "fp32" else ())
     assert (plan.min_shape, plan.opt_shape, plan.max_shape) == ((1, 3, 32, 32), (4, 3, 32, 32), (16, 3, 32, 32))
     assert plan.workspace_bytes == 2 << 30 and plan.input_name == "input"
     assert plan.timing_cache.endswith("tensorrt.timing.cache")
@@ -56,6 +57,16 @@ def test_int8_onnx_for_tensorrt_is_symmetric_qdq(base_onnx, tmp_path):
         zp = inits[node.input[2]]
         assert zp.data_type == onnx.TensorProto.INT8  # signed: TensorRT's explicit quantisation
         assert not onnx.numpy_helper.to_array(zp).any()  # zero points at 0: symmetric
+    # TensorRT's dequantize layer takes INT8 (FP8, INT4, FP4) inputs only: no INT32 bias may reach one
+    produced = {n.output[0]: n for n in model.graph.node}
+    dequant = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    assert dequant
+    for node in dequant:
+        src = node.input[0]
+        if src in inits:
+            assert inits[src].data_type == onnx.TensorProto.INT8, f"{node.name} reads {inits[src].data_type}"
+        else:
+            assert produced[src].op_type == "QuantizeLinear"  # an activation: int8 by its zero point
 
 
 def test_missing_tensorrt_names_the_extra_and_cuda(base_onnx, tmp_path):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from distill.checkpoint import save_student
-from distill.preprocess import Preprocess
+from distill.core.preprocess import Preprocess
 from distill.students import create_student
 from export import ExportConfig, export_model
 from retrieval_demo import IndexParams, build_index

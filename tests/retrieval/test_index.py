@@ -5,7 +5,7 @@ import numpy as np
 import onnx
 import pytest
 
-from distill.errors import ConfigError, DataError, ModelError
+from distill.core.errors import ConfigError, DataError, ModelError
 from retrieval_demo import ImageIndex, IndexParams, Searcher, build_index, evaluate_index, retrieval_metrics
 from retrieval_demo.metrics import average_precision
 from retrieval_demo.store import build_faiss, set_search_params
@@ -146,3 +146,17 @@ def test_cli_user_errors_are_one_line(tmp_path, onnx_model):
         proc = run_cli("retrieval_demo", *args)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert proc.stderr.strip().splitlines()[-1].startswith("edgedistill: error:")
+
+
+def test_a_damaged_index_file_is_one_line_and_left_as_it_is(flat_index, gallery, tmp_path):
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(flat_index, damaged)
+    data = (damaged / "index.faiss").read_bytes()
+    (damaged / "index.faiss").write_bytes(data[: len(data) // 2])  # truncated
+    query = str(next((gallery / "queries" / "red").iterdir()))
+    proc = run_cli("retrieval_demo", "search", "--index", str(damaged), query)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "damaged or missing index.faiss" in proc.stderr.strip().splitlines()[-1]
+    assert (damaged / "index.faiss").read_bytes() == data[: len(data) // 2]

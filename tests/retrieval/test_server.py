@@ -72,7 +72,7 @@ def test_browser_uploads_an_image_and_sees_k_thumbnails(flat_index, gallery, tmp
     """Headless Chromium opens the page, uploads a query, and waits until k thumbnails have loaded."""
     from PIL import Image as PILImage
 
-    from retrieval_demo.screenshot import screenshot
+    from tools.retrieval_screenshot import screenshot
 
     query = next((gallery / "queries" / "blue").iterdir())
     png = screenshot(str(flat_index), str(query), str(tmp_path / "page.png"), k=6, width=900, height=700)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from distill.errors import MissingDependencyError
+from distill.core.errors import MissingDependencyError
 
 
 def require(module: str, extra: str, what: str | None = None) -> ModuleType:

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from distill.data import UNREADABLE, ImageFolder, load_rgb, resize_center_crop
-from distill.progress import progress
+from distill.core.images import UNREADABLE, ImageFolder, load_rgb, resize_center_crop
+from distill.core.progress import progress
 
 
 @dataclass

@@ -6,15 +6,17 @@ Rows, on the CIFAR-10 test bed at 32x32, every trained row with the same budget 
 * the teachers evaluated as they are (``cifar_resnet56``, supervised; ``cifar_autoencoder384``, self-supervised);
 * ``mobilenetv3_large_100``, ``efficientnet_b0`` and ``alexnet`` with random weights (the floor), trained (a)
   from scratch by ``pretrain
-  --method mocov2`` and (b) by ``train`` with ``seed``, ``compress``, ``compress-1q`` and ``disco`` from
-  ``cifar_resnet56``; and ``mobilenetv3_large_100`` with ``seed`` from ``cifar_autoencoder384``.
+  --method mocov2`` and (b) by ``train`` with ``seed``, ``compress``, ``compress-1q``, ``disco`` and ``regress``
+  (SimReg) from ``cifar_resnet56``; and ``mobilenetv3_large_100`` with ``seed`` from ``cifar_autoencoder384``.
 
 Each row is evaluated on ``cifar10/test`` with weighted kNN, 1-NN, the linear probe and cluster alignment
 (``eval --protocol all``; the bank and probe training set is a class-balanced ``--train-limit`` subset). The
 script writes ``docs/results.json`` and the table between markers in ``docs/RESULTS.md``; a finished row
-(``ROW/row.json``) is reused, so an interrupted table continues where it stopped.
+(``ROW/row.json``) is reused, so an interrupted table continues where it stopped. ``--before OLD.json`` adds
+each row's kNN from an earlier table (matched by teacher, student and method); ``--eval-every N`` records a kNN
+curve per trained row and ``--plot PNG`` draws the curves of all trained rows in one figure.
 
-  python -m distill.results --data C/train --val C/test --teachers ../shared/testbed/teachers
+  python -m tools.results --data C/train --val C/test --teachers ../shared/testbed/teachers
 """
 from __future__ import annotations
 
@@ -25,18 +27,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill.checkpoint import atomic_write_json, write_between_markers
-from distill.cli import script
-from distill.errors import EdgeDistillError
+from distill.core.atomic import atomic_write_json, write_between_markers
+from distill.core.cli import script
+from distill.core.errors import EdgeDistillError
 
 STUDENTS = ("mobilenetv3_large_100", "efficientnet_b0", "alexnet")
-DISTILL = ("seed", "compress", "compress-1q", "disco")
+DISTILL = ("seed", "compress", "compress-1q", "disco", "regress")
 # per-method settings, the same for every student (the 32 px recipe of docs/RESULTS.md)
 RECIPES = {
     "seed": {"queue_size": 16384, "teacher_center": True},
     "compress": {"queue_size": 4096, "ema_momentum": 0.99, "teacher_center": True},
     "compress-1q": {"queue_size": 4096, "teacher_center": True},
     "disco": {"queue_size": 4096, "ema_momentum": 0.99, "teacher_center": True},
+    "regress": {"teacher_center": True},
     "scratch-mocov2": {"queue_size": 4096, "ema_momentum": 0.99, "augmentation": "mocov2"},
 }
 
@@ -75,7 +78,7 @@ def untrained_row(row: Row, run_dir: Path) -> str:
     import torch
 
     from distill.checkpoint import save_student
-    from distill.preprocess import Preprocess
+    from distill.core.preprocess import Preprocess
     from distill.students import create_student
 
     torch.manual_seed(0)
@@ -91,7 +94,8 @@ def train_row(row: Row, args: argparse.Namespace, run_dir: Path) -> dict:
     recipe = dict(RECIPES[row.method])
     common = dict(data=args.data, student=row.student, img_size=32, epochs=args.epochs, batch_size=args.batch_size,
                   lr=args.lr, in_memory="on", device=args.device, workers=args.workers, out=str(run_dir),
-                  max_steps=args.max_steps, log_every=50, warmup_epochs=0.2 * args.epochs)  # 20 % warm-up, then cosine
+                  max_steps=args.max_steps, log_every=50, warmup_epochs=0.2 * args.epochs,  # 20 % warm-up, then cosine
+                  val=args.val if args.eval_every else None, eval_every=args.eval_every)
     if row.teacher is None:
         cfg = TrainConfig(teacher=None, method="mocov2", embed_dim=128, **common, **recipe)
     else:
@@ -102,10 +106,10 @@ def train_row(row: Row, args: argparse.Namespace, run_dir: Path) -> dict:
 
 
 def evaluate_row(model: str, args: argparse.Namespace, cache: Path) -> dict:
-    from distill.data import scan_folder
+    from distill.core.device import resolve_device
+    from distill.core.images import scan_folder
     from distill.embedders import load_embedder
     from distill.evaluate import evaluate_knn
-    from distill.trainer import resolve_device
 
     embedder = load_embedder(model, device=resolve_device(args.device))
     train, val = scan_folder(args.data, args.train_limit), scan_folder(args.val)
@@ -138,7 +142,8 @@ def run_row(row: Row, args: argparse.Namespace) -> dict:
               "knn_top1": ev["knn_top1"], "nn_top1": ev["nn_top1"], "linear_top1": ev.get("linear_top1"),
               "cluster_acc": ev.get("cluster_acc"), "images_seen": images, "seconds": round(seconds, 1),
               "images_per_s": ips, "wall_seconds": round(time.time() - started, 1), "machine": machine_name(args.device),
-              "budget": budget, "num_bank": ev["num_train"],
+              "budget": budget, "budget_epochs": args.epochs if row.method not in ("teacher", "random-init") else 0,
+              "num_bank": ev["num_train"],
               "num_queries": ev["num_val"]}
     atomic_write_json(done, result)
     return result
@@ -148,17 +153,31 @@ def _pct(v) -> str:
     return "-" if v is None else f"{100 * v:.1f}"
 
 
-def render(rows: list[dict], meta: dict) -> str:
+def before_knn(path: str | None) -> dict[tuple, float]:
+    """(teacher, student, method) -> kNN top-1 of an earlier results.json."""
+    if not path:
+        return {}
+    try:
+        rows = json.loads(Path(path).read_text())["rows"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise EdgeDistillError(f"--before: cannot read '{path}' ({exc}); pass an earlier docs/results.json") from None
+    return {(r["teacher"], r["student"], r["method"]): r["knn_top1"] for r in rows}
+
+
+def render(rows: list[dict], meta: dict, before: dict[tuple, float] | None = None) -> str:
+    before = before or {}
     machines = sorted({r.get("machine") or meta["machine"] for r in rows})
     lines = [f"Machine{'s' if len(machines) > 1 else ''}: {'; '.join(machines)} (per row in the last column). Budget per trained row: {meta['epochs']} epoch(s) of the 50,000 training "
              f"images (batch {meta['batch_size']}, lr {meta['lr']}). Evaluation on cifar10/test ({rows[0]['num_queries']} "
              f"images); bank and probe training set: {rows[0]['num_bank']} class-balanced training images.", "",
              f"Command: `{meta['command']}`", "",
-             "| teacher | student | method | kNN top-1 | 1-NN | linear | cluster | images seen | train s | img/s | machine |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| teacher | student | method | kNN top-1 | kNN before | 1-NN | linear | cluster | images seen | train s | "
+             "img/s | machine |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
+        old = before.get((r["teacher"], r["student"], r["method"]))
         lines.append(f"| {r['teacher'] or '-'} | {r['student'] or '(teacher as is)'} | {r['method']} | "
-                     f"{_pct(r['knn_top1'])} | {_pct(r['nn_top1'])} | {_pct(r['linear_top1'])} | "
+                     f"{_pct(r['knn_top1'])} | {_pct(old)} | {_pct(r['nn_top1'])} | {_pct(r['linear_top1'])} | "
                      f"{_pct(r['cluster_acc'])} | {r['images_seen'] or '-'} | {r['seconds'] or '-'} | "
                      f"{r['images_per_s'] if r['images_per_s'] is not None else '-'} | "
                      f"{(r.get('machine') or meta['machine']).split(' (torch')[0]} |")
@@ -167,13 +186,19 @@ def render(rows: list[dict], meta: dict) -> str:
 
 def write_outputs(rows: list[dict], meta: dict, args: argparse.Namespace) -> None:
     atomic_write_json(args.json, {"meta": meta, "rows": rows})
-    write_between_markers(Path(args.doc), "results-table", render(rows, meta))
+    write_between_markers(Path(args.doc), "results-table", render(rows, meta, before_knn(args.before)))
+    if args.plot:
+        from distill.curves import plot_comparison
+
+        runs = {f"{r['student']} {r['method']}": Path(args.out) / Row(r["teacher"], r["student"], r["method"]).key
+                for r in rows if r["student"] and r["method"] not in ("random-init",)}
+        plot_comparison(runs, args.plot, title=f"weighted kNN during training ({meta['epochs']} epoch(s) per row)")
 
 
 def machine_name(device: str) -> str:
     import torch
 
-    from distill.trainer import resolve_device
+    from distill.core.device import resolve_device
 
     if resolve_device(device).type == "cuda":
         return f"{torch.cuda.get_device_name(0)} (torch {torch.__version__})"
@@ -183,9 +208,9 @@ def machine_name(device: str) -> str:
     return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores (torch {torch.__version__})"
 
 
-@script("distill.results")
+@script("tools.results")
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m distill.results", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m tools.results", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="cifar10/train")
     p.add_argument("--val", required=True, help="cifar10/test")
@@ -206,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/results-table")
     p.add_argument("--json", default="docs/results.json")
     p.add_argument("--doc", default="docs/RESULTS.md")
+    p.add_argument("--eval-every", type=int, default=0, metavar="N",
+                   help="kNN on a labelled subset every N steps of each trained row (train --eval-every)")
+    p.add_argument("--before", metavar="OLD_JSON", help="an earlier results.json: its kNN beside each row")
+    p.add_argument("--plot", metavar="PNG", help="the kNN curves of the trained rows in one figure (with --eval-every)")
     args = p.parse_args(argv)
     rows = default_rows()
     if args.list:
@@ -215,13 +244,13 @@ def main(argv: list[str] | None = None) -> int:
         wanted = set(args.rows.split(","))
         unknown = wanted - {r.key for r in rows}
         if unknown:
-            print(f"distill.results: error: unknown row {sorted(unknown)[0]!r}; see --list", file=sys.stderr)
+            print(f"tools.results: error: unknown row {sorted(unknown)[0]!r}; see --list", file=sys.stderr)
             return 2
         rows = [r for r in rows if r.key in wanted]
     if args.only_finished:
         rows = [r for r in rows if (Path(args.out) / r.key / "row.json").is_file()]
     meta = {"machine": machine_name(args.device), "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-            "train_limit": args.train_limit, "command": "python -m distill.results " + " ".join(argv or sys.argv[1:])}
+            "train_limit": args.train_limit, "command": "python -m tools.results " + " ".join(argv or sys.argv[1:])}
     results = []
     for row in rows:
         print(f"[results] {row.key}", file=sys.stderr, flush=True)

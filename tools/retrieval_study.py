@@ -2,7 +2,7 @@
 reference embedder) and each index kind, build the index over a labelled database folder, then measure
 retrieval quality and per-query latency with a labelled query folder.
 
-    python -m retrieval_demo.study --images tiny-imagenet/train --queries tiny-imagenet/val \
+    python -m tools.retrieval_study --images tiny-imagenet/train --queries tiny-imagenet/val \
         --model runs/seed/export/m-onnx-fp32.onnx --model runs/seed/export/m-openvino-fp32.xml \
         --model teacher.onnx --out runs/retrieval --doc docs/RETRIEVAL.md
 """
@@ -16,8 +16,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from distill.checkpoint import atomic_write_json, write_between_markers
-from distill.cli import script
+from distill.core.atomic import atomic_write_json, write_between_markers
+from distill.core.cli import script
 from retrieval_demo.metrics import evaluate_index
 from retrieval_demo.store import INDEX_KINDS, ImageIndex, IndexParams, build_index, rebuild_index
 
@@ -73,9 +73,9 @@ def render(rows: list[dict], command: str) -> str:
     return "\n".join(head + lines) + "\n"
 
 
-@script("retrieval_demo.study")
+@script("tools.retrieval_study")
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m retrieval_demo.study", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tools.retrieval_study", description=__doc__.splitlines()[0])
     p.add_argument("--images", required=True)
     p.add_argument("--queries", required=True)
     p.add_argument("--model", action="append", required=True)
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     out = Path(args.out)
     rows = run_study(args.model, args.images, args.queries, out, tuple(args.kinds.split(",")), args.query_limit)
-    command = "python -m retrieval_demo.study " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    command = "python -m tools.retrieval_study " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     table = render(rows, command)
     atomic_write_json(out / "study.json", rows)
     if args.doc:

@@ -3,7 +3,7 @@
 Each SPEC is ``name={json of TrainConfig fields}``; the rest of the config is shared. One JSON line per run is
 printed and appended to ``<out>/sweep.jsonl``. This is how the 32x32 recipe in docs/RESULTS.md was chosen:
 
-    python -m distill.sweep --data cifar10/train --val cifar10/test --teacher cifar_resnet56.onnx \
+    python -m tools.sweep --data cifar10/train --val cifar10/test --teacher cifar_resnet56.onnx \
         'mocov2={"augmentation": "mocov2"}' 'light={"augmentation": "light", "lr": 0.1}'
 """
 from __future__ import annotations
@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 from distill.checkpoint import load_student
-from distill.cli import script
 from distill.config import TrainConfig
-from distill.data import scan_folder
+from distill.core.cli import script
+from distill.core.images import scan_folder
 from distill.embedders import StudentEmbedder
 from distill.evaluate import evaluate_knn
 from distill.trainer import Trainer
@@ -50,9 +50,9 @@ def run_sweep(specs: list[str], data: str, val: str, teacher: str, out: Path, li
     return rows
 
 
-@script("distill.sweep")
+@script("tools.sweep")
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m distill.sweep", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tools.sweep", description=__doc__.splitlines()[0])
     p.add_argument("specs", nargs="+", metavar="NAME=JSON")
     p.add_argument("--data", required=True)
     p.add_argument("--val", required=True)

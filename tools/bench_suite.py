@@ -4,7 +4,7 @@ For each student and input size: a student checkpoint (a trained run where one i
 with seed-0 random weights, which costs the same to run), its ONNX and OpenVINO exports at fp32 / fp16 / int8,
 and one ``run_bench`` over all of them. Every table lands in one Markdown file with the command that made it.
 
-    python -m bench.suite --out runs/bench --doc docs/BENCHMARKS.md \
+    python -m tools.bench_suite --out runs/bench --doc docs/BENCHMARKS.md \
         --trained mobilenetv3_large_100=runs/demo/student --train cifar10/train --val cifar10/test
 """
 from __future__ import annotations
@@ -20,10 +20,11 @@ import torch
 
 from bench.report import markdown_table
 from bench.runner import BenchConfig, run_bench
-from distill.checkpoint import atomic_write_text, save_student, write_between_markers
-from distill.cli import script
-from distill.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
-from distill.progress import progress
+from distill.checkpoint import save_student
+from distill.core.atomic import atomic_write_text, write_between_markers
+from distill.core.cli import script
+from distill.core.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from distill.core.progress import progress
 from distill.students import create_student
 
 STUDENTS = ("mobilenetv3_large_100", "efficientnet_b0", "alexnet")
@@ -164,9 +165,9 @@ def render(sections: list[dict], command: str) -> str:
     return "\n".join(lines)
 
 
-@script("bench.suite")
+@script("tools.bench_suite")
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.suite", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tools.bench_suite", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/bench")
     p.add_argument("--doc", default="docs/BENCHMARKS.md")
     p.add_argument("--export-doc", default="docs/EXPORT.md", help="file whose parity markers get the export table")
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                       train_limit=args.train_limit, val_limit=args.val_limit, calib_size=args.calib_size,
                       parity_size=args.parity_size, parity_only=args.parity_only)
     sections = run_suite(cfg)
-    command = "python -m bench.suite " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = "python -m tools.bench_suite " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     if cfg.parity_only:
         table = parity_table(sections, command)
         if cfg.export_doc:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from distill.errors import ModelError
+from distill.core.errors import ModelError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

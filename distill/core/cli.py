@@ -18,7 +18,8 @@ import warnings
 from importlib.metadata import entry_points
 from types import ModuleType
 
-from distill.errors import EdgeDistillError
+from distill.core.errors import EdgeDistillError
+from distill.core.threads import configure_threads
 
 BUILTIN_COMMANDS = {"train": "distill.commands.train", "eval": "distill.commands.evaluate",
                     "pretrain": "distill.commands.pretrain", "cache-teacher": "distill.commands.cache_teacher"}
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 def execute(module: ModuleType, args: argparse.Namespace) -> int:
     """Run one command: print its result, turn user errors into one line and exit code 2."""
     warnings.showwarning = _show_warning
+    configure_threads(getattr(args, "threads", None))  # before the command imports torch
     try:
         result = module.run(args)
     except EdgeDistillError as exc:
@@ -94,6 +96,11 @@ def main_single(module_path: str, prog: str, argv: list[str] | None = None) -> i
     return execute(module, parser.parse_args(argv))
 
 
+def tool_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    """The parser of a ``python -m`` helper: its module docstring as the description, kept as written."""
+    return argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def script(prog: str):
     """Decorate a ``python -m`` helper's ``main(argv)``: a user error becomes one line, ``PROG: error: ...``, with
     the error's exit code, and Ctrl-C exits 130, as in the ``edgedistill`` commands."""
@@ -113,6 +120,38 @@ def script(prog: str):
         return main
 
     return wrap
+
+
+# -- argparse types shared by every package's commands -------------------------------------------------------
+def floats3(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three comma-separated numbers, got '{text}'") from None
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected three comma-separated numbers (R,G,B), got '{text}'")
+    return values  # type: ignore[return-value]
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def positive_ints(text: str) -> tuple[int, ...]:
+    """``1,8,32`` -> (1, 8, 32): comma-separated positive whole numbers (batch sizes, k values)."""
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got '{text}'") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got '{text}'")
+    return values
 
 
 def entry() -> None:

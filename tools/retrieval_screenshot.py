@@ -1,6 +1,6 @@
 """A screenshot of the search page for the docs: serve an index, upload a query in headless Chromium, save a PNG.
 
-    python -m retrieval_demo.screenshot --index runs/retrieval/m-flat --query some.jpg --out docs/retrieval_page.png
+    python -m tools.retrieval_screenshot --index runs/retrieval/m-flat --query some.jpg --out docs/retrieval_page.png
 
 Needs the demo and dev extras and Debian's chromium + chromium-driver.
 """
@@ -14,9 +14,9 @@ import threading
 import time
 from pathlib import Path
 
-from distill._deps import require
-from distill.cli import script
-from distill.errors import MissingDependencyError
+from distill.core.cli import script
+from distill.core.deps import require
+from distill.core.errors import MissingDependencyError
 from retrieval_demo.server import create_app
 
 
@@ -68,9 +68,9 @@ def screenshot(index: str, query: str, out: str, k: int = 10, width: int = 1200,
     return Path(out)
 
 
-@script("retrieval_demo.screenshot")
+@script("tools.retrieval_screenshot")
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m retrieval_demo.screenshot", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tools.retrieval_screenshot", description=__doc__.splitlines()[0])
     p.add_argument("--index", required=True)
     p.add_argument("--query", required=True)
     p.add_argument("--out", default="docs/retrieval_page.png")

@@ -8,11 +8,10 @@
 * the online and cached steps also ``compiled`` (``torch.compile`` of the student) when asked.
 
 Next to them stands the compute floor: FLOPs of one teacher forward plus three student forwards (forward and
-backward) per image, over the measured peak of the device. Run ``python -m bench.training --help``.
+backward) per image, over the measured peak of the device. Run ``python -m tools.bench_training --help``.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import sys
@@ -23,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from distill.checkpoint import atomic_write_json
-from distill.cli import script
 from distill.config import TrainConfig
+from distill.core.atomic import atomic_write_json
+from distill.core.cli import script, tool_parser
 from distill.teachers import TeacherOptions, load_teacher
 from distill.trainer import Trainer
 
@@ -69,7 +68,7 @@ def reference_loader(trainer: Trainer, cfg: TrainBenchConfig):
     import torchvision.transforms as T
     from torch.utils.data import DataLoader, Dataset
 
-    from distill.data import load_rgb
+    from distill.core.images import load_rgb
 
     size, pre = trainer.cfg.img_size, trainer.teacher.preprocess
     ops = [T.RandomResizedCrop(size, scale=(0.2, 1.0)), T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
@@ -237,10 +236,9 @@ def render_markdown(report: dict, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-@script("bench.training")
+@script("tools.bench_training")
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.training", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = tool_parser("python -m tools.bench_training", __doc__)
     p.add_argument("--data", required=True)
     p.add_argument("--teacher", required=True)
     p.add_argument("--teacher-arch", help="architecture of a weights-file teacher (timm:NAME)")
@@ -262,20 +260,20 @@ def main(argv: list[str] | None = None) -> int:
     modes = tuple(m for m in args.modes.split(",") if m)
     bad = [m for m in modes if m not in MODES]
     if bad:
-        print(f"bench.training: error: unknown mode {bad[0]!r}; valid: {', '.join(MODES)}", file=sys.stderr)
+        print(f"tools.bench_training: error: unknown mode {bad[0]!r}; valid: {', '.join(MODES)}", file=sys.stderr)
         return 2
     cfg = TrainBenchConfig(data=args.data, teacher=args.teacher, student=args.student, img_size=args.img_size,
                            batch_size=args.batch_size, limit=args.limit, steps=args.steps, warmup=args.warmup,
                            workers=args.workers, device=args.device, modes=modes, compiled=args.compiled,
                            teacher_arch=args.teacher_arch, teacher_drop_head=tuple(args.teacher_drop_head))
     report = run_training_bench(cfg, args.out)
-    text = render_markdown(report, "python -m bench.training " + " ".join(argv or sys.argv[1:]))
+    text = render_markdown(report, "python -m tools.bench_training " + " ".join(argv or sys.argv[1:]))
     if args.markdown:
-        from distill.checkpoint import atomic_write_text
+        from distill.core.atomic import atomic_write_text
 
         atomic_write_text(args.markdown, text)
     if args.doc:
-        from distill.checkpoint import write_between_markers
+        from distill.core.atomic import write_between_markers
 
         write_between_markers(Path(args.doc), "training", text)
     print(json.dumps(report))
