@@ -205,7 +205,8 @@ class Trainer:
                      {"teacher": self.cfg.teacher, "method": self.cfg.method, "step": self.step})
 
     # -- data -----------------------------------------------------------------------------------------------
-    def _stream(self) -> BatchStream:
+    def batch_stream(self) -> BatchStream:
+        """The run's stream of training batches (decoded into memory when it fits): what fit() iterates."""
         cfg = self.cfg
         use_memory = cfg.in_memory == "on" or (
             cfg.in_memory == "auto" and estimate_bytes(len(self.folder), self.load_size) <= IN_MEMORY_AUTO_BYTES)
@@ -285,7 +286,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         if main:
             atomic_write_json(self.out / "config.json", cfg.to_dict())
-        stream = self._stream()
+        stream = self.batch_stream()
         if cfg.teacher_center and self.step == 0:
             self.center = self.estimate_center(stream)
         per_epoch = stream.batches_per_epoch()

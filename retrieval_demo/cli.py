@@ -23,18 +23,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     idx.add_argument("--model", required=True, metavar="ARTIFACT", help=".onnx, .xml, .engine or student.pt")
     idx.add_argument("--images", required=True, metavar="DIR")
     idx.add_argument("--out", required=True, metavar="INDEX_DIR")
-    idx.add_argument("--index", default="flat", help="flat (exact), ivf or hnsw")
+    idx.add_argument("--index", default="flat",
+                     help="flat (exact), ivf, hnsw, or ivfpq (IVF with product-quantised codes: pq-m bytes a vector)")
     idx.add_argument("--nlist", type=positive_int, metavar="N", help="IVF lists (default ~4 sqrt(N))")
     idx.add_argument("--nprobe", type=positive_int, default=8, metavar="N", help="IVF lists searched (saved as default)")
     idx.add_argument("--m", type=positive_int, default=32, metavar="N", help="HNSW neighbours per node")
     idx.add_argument("--ef-search", type=positive_int, default=64, metavar="N", help="HNSW search beam (saved as default)")
+    idx.add_argument("--pq-m", type=positive_int, metavar="M", help="ivfpq: bytes per vector (divides the dim; default D/20)")
+    idx.add_argument("--pq-bits", type=positive_int, default=8, metavar="B", help="ivfpq: bits per code (default 8)")
+    idx.add_argument("--opq", action="store_true", help="ivfpq: learn an OPQ rotation before quantising")
     idx.add_argument("--batch-size", type=positive_int, default=64, metavar="N")
     idx.add_argument("--workers", type=int, default=2, metavar="N")
-    idx.add_argument("--add", action="store_true", help="append new images to an existing index (same model only)")
+    idx.add_argument("--add", action="store_true",
+                     help="bring an existing index up to date (same model only): embed new images, re-embed changed "
+                          "ones (size or mtime), drop removed ones; unchanged images are not re-embedded")
     add_json_flag(idx)
 
     s = sub.add_parser("search", help="ranked neighbours of query images")
     s.add_argument("--index", required=True, metavar="INDEX_DIR")
+    s.add_argument("--mmap", action="store_true", help="map the index file instead of reading it (IVF lists stay on disk)")
     s.add_argument("images", nargs="+", metavar="IMAGE")
     s.add_argument("-k", type=positive_int, default=10)
     s.add_argument("--nprobe", type=positive_int, metavar="N")
@@ -43,12 +50,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     v = sub.add_parser("serve", help="the search web page and JSON API")
     v.add_argument("--index", required=True, metavar="INDEX_DIR")
+    v.add_argument("--mmap", action="store_true", help="map the index file instead of reading it (IVF lists stay on disk)")
     v.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
     v.add_argument("--port", type=positive_int, default=8000)
     add_json_flag(v)
 
     e = sub.add_parser("eval", help="precision@k, recall@k and mAP with class folders as labels")
     e.add_argument("--index", required=True, metavar="INDEX_DIR")
+    e.add_argument("--mmap", action="store_true", help="map the index file instead of reading it (IVF lists stay on disk)")
     e.add_argument("--queries", required=True, metavar="DIR")
     e.add_argument("-k", type=positive_ints, default=(1, 5, 10), metavar="1,5,10")
     e.add_argument("--nprobe", type=positive_int, metavar="N")
@@ -62,24 +71,25 @@ def run(args: argparse.Namespace) -> dict:
     if args.action == "index":
         from retrieval_demo.store import IndexParams, build_index
 
-        params = IndexParams(kind=args.index, nlist=args.nlist, m=args.m, nprobe=args.nprobe, ef_search=args.ef_search)
+        params = IndexParams(kind=args.index, nlist=args.nlist, m=args.m, nprobe=args.nprobe, ef_search=args.ef_search,
+                             pq_m=args.pq_m, pq_bits=args.pq_bits, opq=args.opq)
         return build_index(args.model, args.images, args.out, params, batch_size=args.batch_size, add=args.add,
                            workers=args.workers)
     if args.action == "search":
         from retrieval_demo.search import Searcher
 
-        result = Searcher(args.index).search_files(args.images, args.k, nprobe=args.nprobe, ef_search=args.ef_search)
+        result = Searcher(args.index, mmap=args.mmap).search_files(args.images, args.k, nprobe=args.nprobe, ef_search=args.ef_search)
         result["queries"] = list(args.images)
         return result
     if args.action == "eval":
         from retrieval_demo.metrics import evaluate_index
         from retrieval_demo.store import ImageIndex
 
-        return evaluate_index(ImageIndex(args.index), args.queries, args.k, nprobe=args.nprobe,
+        return evaluate_index(ImageIndex(args.index, mmap=args.mmap), args.queries, args.k, nprobe=args.nprobe,
                               ef_search=args.ef_search, limit=args.limit, workers=args.workers)
     from retrieval_demo.server import serve
 
-    serve(args.index, args.host, args.port)
+    serve(args.index, args.host, args.port, mmap=args.mmap)
     return {"served": args.index}
 
 
@@ -92,9 +102,11 @@ def format_result(result: dict) -> str:
         lines.append(f"embedding {result['embed_ms']:.2f} ms, search {result['search_ms']:.2f} ms")
         return "\n".join(lines)
     if "num_images" in result and "seconds" in result:
-        return (f"indexed {result['num_added']} images ({result['num_images']} in all, {result['num_skipped']} "
-                f"unreadable skipped), dim {result['dim']}, {result['index']} index, {result['seconds']:.1f} s -> "
-                f"{result['out']}")
+        changes = (f", {result['num_changed']} re-embedded, {result['num_removed']} removed"
+                   if result.get("num_changed") or result.get("num_removed") else "")
+        return (f"indexed {result['num_added']} new images{changes} ({result['num_images']} in all, "
+                f"{result['num_skipped']} unreadable skipped), dim {result['dim']}, {result['index']} index, "
+                f"{result.get('bytes_per_vector', '?')} bytes a vector, {result['seconds']:.1f} s -> {result['out']}")
     if "map" in result:
         keys = [k for k in result if k.startswith(("precision@", "recall@"))] + ["map"]
         return "\n".join(f"{k:>22}: {result[k]:.4f}" if isinstance(result[k], float) else f"{k:>22}: -" for k in keys) + \

@@ -108,7 +108,8 @@ def evaluate_index(index: ImageIndex, queries: str, ks: tuple[int, ...] = (1, 5,
         batch = backend.load_images(picked[:latency_queries])  # decoded and normalised outside the timing
         result.update(query_latency(backend, index, batch, max(ks), nprobe=nprobe, ef_search=ef_search))
     result.update(num_queries=len(query_classes), num_skipped=emb.skipped, num_indexed=len(index),
-                  index=index.params.kind, nprobe=(nprobe or index.params.nprobe) if index.params.kind == "ivf" else None,
+                  index=index.params.kind,
+                  nprobe=(nprobe or index.params.nprobe) if index.params.kind in ("ivf", "ivfpq") else None,
                   ef_search=(ef_search or index.params.ef_search) if index.params.kind == "hnsw" else None,
                   map_depth=depth, search_ms_per_query=1e3 * search_s / max(len(query_classes), 1))
     return result

@@ -30,13 +30,13 @@ def _thumb_url(rel: str) -> str:
     return "/thumb/" + quote(rel)
 
 
-def create_app(index_dir: str | Path, max_upload_bytes: int = MAX_UPLOAD_BYTES):
+def create_app(index_dir: str | Path, max_upload_bytes: int = MAX_UPLOAD_BYTES, mmap: bool = False):
     require("fastapi", "demo")
     require("python_multipart", "demo")
     from fastapi import FastAPI, File, HTTPException, Query, UploadFile
     from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-    searcher = Searcher(index_dir)
+    searcher = Searcher(index_dir, mmap=mmap)
     root = searcher.index.root.resolve()
     indexed = set(searcher.index.paths)
     app = FastAPI(title="edgedistill retrieval", docs_url="/api/docs", redoc_url=None)
@@ -117,8 +117,8 @@ def create_app(index_dir: str | Path, max_upload_bytes: int = MAX_UPLOAD_BYTES):
     return app
 
 
-def serve(index_dir: str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(index_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, mmap: bool = False) -> None:
     uvicorn = require("uvicorn", "demo")
-    app = create_app(index_dir)
+    app = create_app(index_dir, mmap=mmap)
     print(f"serving {index_dir} on http://{host}:{port}  (Ctrl-C stops)")
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -2,10 +2,16 @@
 the image paths relative to the indexed root, and a manifest with the model's fingerprint and preprocessing.
 
     INDEX_DIR/
-      manifest.json     model path + SHA-256, preprocessing, index kind and parameters, root, counts
-      index.faiss       faiss.IndexFlatIP | IndexIVFFlat (inner product) | IndexHNSWFlat (inner product)
+      manifest.json     model path + SHA-256, preprocessing, index kind and parameters, root, counts, bytes per
+                        vector of the index file
+      index.faiss       faiss.IndexFlatIP | IndexIVFFlat | IndexHNSWFlat | [OPQ +] IndexIVFPQ (inner product)
       embeddings.npy    (N, D) float32, L2-normalised
       paths.json        N paths relative to the root, in index order
+      files.json        N [size, mtime_ns] of the indexed files, so that --add finds changed and removed ones
+
+IVF-PQ stores each vector as ``pq_m`` bytes of product-quantisation codes (plus its 8-byte id), a fraction of
+the 4 * D bytes of a flat index; ``mmap`` loading (faiss ``IO_FLAG_MMAP``) leaves an IVF index's inverted lists
+on disk, so an index larger than RAM can be served.
 
 Every file is written to a temporary name and renamed, manifest last: a crash leaves the old index whole.
 """
@@ -27,17 +33,21 @@ from distill.core.errors import ConfigError, DataError, ModelError
 from distill.core.images import scan_folder
 
 MANIFEST = "manifest.json"
-INDEX_KINDS = ("flat", "ivf", "hnsw")
+INDEX_KINDS = ("flat", "ivf", "hnsw", "ivfpq")
+FILES = "files.json"
 
 
 @dataclass
 class IndexParams:
-    kind: str = "flat"  # flat (exact) | ivf (inverted lists, k-means) | hnsw (graph)
+    kind: str = "flat"  # flat (exact) | ivf (inverted lists, k-means) | hnsw (graph) | ivfpq (IVF + PQ codes)
     nlist: int | None = None  # IVF lists; default ~4 * sqrt(N), at most N / 39 (faiss wants 39 points per centroid)
     m: int = 32  # HNSW neighbours per node
     ef_construction: int = 80  # HNSW build-time beam
     nprobe: int = 8  # IVF lists searched per query (faiss's own default is 1, which loses recall)
     ef_search: int = 64  # HNSW search-time beam
+    pq_m: int | None = None  # IVF-PQ: bytes (sub-quantizers) per vector; must divide the dimension (default: D / 20)
+    pq_bits: int = 8  # IVF-PQ: bits per sub-quantizer code (8: 256 centroids each, what faiss's fast scan expects)
+    opq: bool = False  # IVF-PQ: learn an OPQ rotation first (faiss OPQ), better codes for the same bytes
 
     def validate(self) -> None:
         if self.kind not in INDEX_KINDS:
@@ -51,6 +61,11 @@ def default_nlist(n: int) -> int:
     return max(1, min(int(4 * np.sqrt(n)), n // 39))
 
 
+def default_pq_m(dim: int) -> int:
+    """The largest divisor of ``dim`` up to dim / 20 (1280-d -> 64 bytes, 64-d -> 2), at least 1."""
+    return max([m for m in range(1, max(1, dim // 20) + 1) if dim % m == 0] or [1])
+
+
 def build_faiss(vectors: np.ndarray, params: IndexParams):
     """A faiss index over L2-normalised ``vectors`` (N, D) where inner product is cosine similarity."""
     faiss = require("faiss", "faiss-cpu")
@@ -60,17 +75,40 @@ def build_faiss(vectors: np.ndarray, params: IndexParams):
     elif params.kind == "hnsw":
         index = faiss.IndexHNSWFlat(dim, params.m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = params.ef_construction
-    else:
+    elif params.kind == "ivf":
         nlist = params.nlist or default_nlist(len(vectors))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.train(np.ascontiguousarray(vectors))
+    else:
+        m = params.pq_m or default_pq_m(dim)
+        if dim % m:
+            raise ConfigError(f"--pq-m {m} must divide the embedding dimension {dim}")
+        need = 39 * (1 << params.pq_bits)  # faiss wants about 39 training points per centroid
+        if len(vectors) < need:
+            raise ConfigError(f"ivfpq with {params.pq_bits}-bit codes needs at least {need} vectors to train, got "
+                              f"{len(vectors)}; use --index flat or ivf, or fewer --pq-bits")
+        nlist = params.nlist or default_nlist(len(vectors))
+        spec = f"{'OPQ%d,' % m if params.opq else ''}IVF{nlist},PQ{m}x{params.pq_bits}"
+        index = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
         index.train(np.ascontiguousarray(vectors))
     index.add(np.ascontiguousarray(vectors))
     return index
 
 
+def ivf_of(index):
+    """The IVF index inside ``index`` (behind an OPQ transform), or None."""
+    import faiss
+
+    try:
+        return faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return None
+
+
 def set_search_params(index, params: IndexParams) -> None:
-    if hasattr(index, "nprobe"):
-        index.nprobe = params.nprobe
+    ivf = ivf_of(index)
+    if ivf is not None:
+        ivf.nprobe = params.nprobe
     if hasattr(index, "hnsw"):
         index.hnsw.efSearch = params.ef_search
 
@@ -78,7 +116,8 @@ def set_search_params(index, params: IndexParams) -> None:
 class ImageIndex:
     """A loaded index: ``search(queries, k)`` on (Q, D) embeddings gives (scores, paths)."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, mmap: bool = False):
+        """``mmap``: map index.faiss instead of reading it (faiss IO_FLAG_MMAP: IVF lists stay on disk)."""
         self.folder = Path(folder)
         manifest = self.folder / MANIFEST
         if not manifest.is_file():
@@ -95,7 +134,10 @@ class ImageIndex:
             raise DataError(f"index '{self.folder}' has a damaged or missing manifest.json/paths.json "
                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); {rebuild}") from None
         try:
-            self.index = faiss.deserialize_index(np.fromfile(self.folder / "index.faiss", dtype=np.uint8))
+            if mmap:
+                self.index = faiss.read_index(str(self.folder / "index.faiss"), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+            else:
+                self.index = faiss.deserialize_index(np.fromfile(self.folder / "index.faiss", dtype=np.uint8))
         except (OSError, RuntimeError, ValueError) as exc:  # faiss raises RuntimeError with its C++ stack
             raise DataError(f"index '{self.folder}' has a damaged or missing index.faiss "
                             f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}); "
@@ -115,6 +157,17 @@ class ImageIndex:
     def embeddings(self) -> np.ndarray:
         return np.load(self.folder / "embeddings.npy")
 
+    def file_stamps(self) -> list[list[int]]:
+        """[size, mtime_ns] per indexed path ([] for an index written before files.json existed)."""
+        path = self.folder / FILES
+        if not path.is_file():
+            return []
+        try:
+            stamps = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return []
+        return stamps if len(stamps) == len(self.paths) else []
+
     def search(self, queries: np.ndarray, k: int = 10, nprobe: int | None = None,
                ef_search: int | None = None) -> tuple[np.ndarray, list[list[str]]]:
         """Top-k cosine neighbours of (Q, D) query embeddings: scores (Q, k) and relative paths."""
@@ -125,14 +178,28 @@ class ImageIndex:
         return scores, [[self.paths[i] for i in row if i >= 0] for row in ids]
 
 
-def _write(folder: Path, index, vectors: np.ndarray, paths: list[str], manifest: dict) -> None:
+def _write(folder: Path, index, vectors: np.ndarray, paths: list[str], manifest: dict,
+           files: list[list[int]] | None = None) -> None:
     faiss = require("faiss", "faiss-cpu")
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(folder / "index.faiss", faiss.serialize_index(index).tobytes())
-    buf = _npy_bytes(vectors)
-    atomic_write_bytes(folder / "embeddings.npy", buf)
+    data = faiss.serialize_index(index).tobytes()
+    manifest["index_bytes"] = len(data)
+    manifest["bytes_per_vector"] = round(len(data) / max(len(paths), 1), 2)
+    atomic_write_bytes(folder / "index.faiss", data)
+    atomic_write_bytes(folder / "embeddings.npy", _npy_bytes(vectors))
     atomic_write_json(folder / "paths.json", paths)
+    if files is not None:
+        atomic_write_json(folder / FILES, files)
     atomic_write_json(folder / MANIFEST, manifest)  # last: it makes the new files the index
+
+
+def file_stamp(path: Path) -> list[int]:
+    """[size, mtime_ns] of a file: what --add compares to find a changed image ([-1, -1] when unreadable)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return [-1, -1]
+    return [st.st_size, st.st_mtime_ns]
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -155,7 +222,7 @@ def build_index(model: str, images: str, out: str, params: IndexParams | None = 
     backend = load_backend(model)
     fingerprint = backend.fingerprint()
     root = Path(images).resolve()
-    old_vectors, old_paths = None, []
+    old_vectors, old_paths, old_stamps = None, [], []
     if add:
         existing = ImageIndex(folder)
         if existing.manifest["model"]["sha256"] != fingerprint:
@@ -165,32 +232,46 @@ def build_index(model: str, images: str, out: str, params: IndexParams | None = 
             raise ConfigError(f"index '{folder}' covers '{existing.manifest['root']}'; --add takes new images under "
                               "that same folder")
         old_vectors, old_paths, params = existing.embeddings(), existing.paths, existing.params
+        old_stamps = existing.file_stamps()
     elif (folder / MANIFEST).is_file():
         raise ConfigError(f"'{folder}' already holds an index; pass --add to extend it or choose another --out")
 
-    known = set(old_paths)
     scanned = scan_folder(root)
+    present = set(scanned.paths)
+    current = {rel: file_stamp(root / rel) for rel in scanned.paths}
+    # unchanged: indexed before, still there, same size and mtime (an index without files.json: trusted as is)
+    unchanged = [i for i, rel in enumerate(old_paths)
+                 if rel in present and (not old_stamps or old_stamps[i] == current[rel])]
+    removed = [rel for rel in old_paths if rel not in present]
+    changed = len(old_paths) - len(unchanged) - len(removed)
+    known = {old_paths[i] for i in unchanged}
     keep = [i for i, rel in enumerate(scanned.paths) if rel not in known]
-    if not keep:
-        raise DataError(f"no new images under '{root}' (all {len(scanned)} are already indexed)")
-    labels = None if scanned.labels is None else scanned.labels[keep]
-    subset = dataclasses.replace(scanned, paths=tuple(scanned.paths[i] for i in keep), labels=labels)
-    emb = embed_folder(backend, subset, batch_size=batch_size, workers=workers, desc="index")
-    vectors = l2_normalize(emb.features)
-    new_paths = [subset.paths[i] for i in emb.indices]
+    if not keep and not removed:
+        raise DataError(f"no new, changed or removed images under '{root}' (all {len(scanned)} are indexed as they are)")
+    new_paths, skipped = [], 0
+    vectors = np.zeros((0, old_vectors.shape[1] if old_vectors is not None else 0), np.float32)
+    if keep:
+        labels = None if scanned.labels is None else scanned.labels[keep]
+        subset = dataclasses.replace(scanned, paths=tuple(scanned.paths[i] for i in keep), labels=labels)
+        emb = embed_folder(backend, subset, batch_size=batch_size, workers=workers, desc="index")
+        vectors, skipped = l2_normalize(emb.features), emb.skipped
+        new_paths = [subset.paths[i] for i in emb.indices]
     if old_vectors is not None:
-        vectors = np.concatenate([old_vectors, vectors])
-    paths = old_paths + new_paths
+        vectors = np.concatenate([old_vectors[unchanged], vectors]) if len(vectors) else old_vectors[unchanged]
+    paths = [old_paths[i] for i in unchanged] + new_paths
+    if not paths:
+        raise DataError(f"no readable images left under '{root}'")
     index = build_faiss(vectors, params)
-    if params.kind == "ivf" and not params.nlist:
-        params.nlist = index.nlist
+    if params.kind in ("ivf", "ivfpq") and not params.nlist:
+        params.nlist = ivf_of(index).nlist
     manifest = {"format": "edgedistill.index/1", "root": str(root),
                 "model": {"path": str(Path(model).resolve()), "sha256": fingerprint, "runtime": backend.runtime,
                           "precision": backend.precision},
                 "preprocess": backend.preprocess.to_dict(), "params": asdict(params), "dim": int(vectors.shape[1]),
                 "num_images": len(paths), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    _write(folder, index, vectors, paths, manifest)
-    return {"num_images": len(paths), "num_added": len(new_paths), "num_skipped": emb.skipped,
+    _write(folder, index, vectors, paths, manifest, [current[rel] for rel in paths])
+    return {"num_images": len(paths), "num_added": len(new_paths) - changed, "num_changed": changed,
+            "num_removed": len(removed), "num_skipped": skipped, "bytes_per_vector": manifest["bytes_per_vector"],
             "dim": int(vectors.shape[1]), "index": params.kind, "seconds": round(time.perf_counter() - t0, 3),
             "out": str(folder)}
 
@@ -202,9 +283,10 @@ def rebuild_index(source: str | Path, out: str | Path, params: IndexParams) -> d
     t0 = time.perf_counter()
     vectors = src.embeddings()
     index = build_faiss(vectors, params)
-    if params.kind == "ivf" and not params.nlist:
-        params.nlist = index.nlist
+    if params.kind in ("ivf", "ivfpq") and not params.nlist:
+        params.nlist = ivf_of(index).nlist
     manifest = {**src.manifest, "params": asdict(params), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    _write(Path(out), index, vectors, src.paths, manifest)
+    stamps = src.file_stamps()
+    _write(Path(out), index, vectors, src.paths, manifest, stamps or None)
     return {"num_images": len(src.paths), "dim": int(vectors.shape[1]), "index": params.kind,
             "seconds": round(time.perf_counter() - t0, 3), "out": str(out)}

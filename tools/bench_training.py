@@ -135,7 +135,7 @@ def measure_mode(cfg: TrainBenchConfig, mode: str, compiled: bool, work: Path, c
         loader = reference_loader(trainer, cfg)
         result = _time_steps(lambda x: reference_step(trainer, x), _cycle(lambda: iter(loader)), cfg, trainer.device)
     else:
-        stream = trainer._stream()
+        stream = trainer.batch_stream()
         epochs = iter(range(10 ** 6))
         batches = _cycle(lambda: stream.epoch(next(epochs)))
         result = _time_steps(lambda b: trainer.train_step(b.images, b.indices), batches, cfg, trainer.device)

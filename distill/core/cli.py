@@ -108,6 +108,7 @@ def script(prog: str):
     def wrap(fn):
         @functools.wraps(fn)
         def main(argv: list[str] | None = None) -> int:
+            configure_threads()  # before the helper imports torch, as the edgedistill commands do
             try:
                 return fn(argv)
             except EdgeDistillError as exc:

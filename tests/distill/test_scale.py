@@ -43,7 +43,7 @@ def _cfg(data, teacher, out, **kw):
 
 def test_cached_embeddings_are_the_teachers_centre_crop(cache, cifar_small, resnet56_onnx, tmp_path):
     trainer = Trainer(_cfg(cifar_small, resnet56_onnx, tmp_path / "r", teacher_cache=str(cache), max_steps=2))
-    stream = trainer._stream()
+    stream = trainer.batch_stream()
     batch = next(iter(stream.epoch(0)))
     t_pre = trainer.teacher.preprocess
     online = trainer.teacher(t_pre.normalize(batch.images.float() / 255)).float()

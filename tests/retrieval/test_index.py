@@ -55,7 +55,7 @@ def test_add_appends_new_images_and_refuses_another_model(tmp_path, onnx_model, 
     make_image(images / "new.png", seed=7)
     added = build_index(onnx_model, str(images), str(out), add=True, workers=0)
     assert added["num_added"] == 1 and added["num_images"] == 4 and len(ImageIndex(out)) == 4
-    with pytest.raises(DataError, match="no new images"):
+    with pytest.raises(DataError, match="no new, changed or removed images"):
         build_index(onnx_model, str(images), str(out), add=True, workers=0)
     other = tmp_path / "other.onnx"
     model = onnx.load(onnx_model)
@@ -78,7 +78,9 @@ def test_rebuild_reuses_the_embeddings_for_another_kind(flat_index, tmp_path):
 
 @pytest.mark.parametrize("kind,params,floor", [("hnsw", dict(m=16, ef_search=64), 0.95),
                                                ("ivf", dict(nlist=32, nprobe=32), 0.999),
-                                               ("ivf", dict(nlist=32, nprobe=8), 0.8)])
+                                               ("ivf", dict(nlist=32, nprobe=8), 0.8),
+                                               ("ivfpq", dict(nlist=16, nprobe=16, pq_m=32, pq_bits=6), 0.6),  # measured 0.70
+                                               ("ivfpq", dict(nlist=16, nprobe=16, pq_m=32, pq_bits=6, opq=True), 0.6)])
 def test_approximate_indexes_recall_exact_search(kind, params, floor):
     rng = np.random.default_rng(0)
     centers = rng.standard_normal((40, 64))
@@ -94,6 +96,10 @@ def test_approximate_indexes_recall_exact_search(kind, params, floor):
     _, got = approx.search(queries, 10)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, truth)])
     assert recall >= floor
+    if kind == "ivfpq":  # 24 bytes of codes a vector instead of 256 bytes of floats
+        import faiss
+
+        assert len(faiss.serialize_index(approx)) < len(faiss.serialize_index(exact)) / 4
     if kind == "ivf":
         approx.nprobe = 1  # faiss's default, which the index never keeps
         _, one = approx.search(queries, 10)
@@ -160,3 +166,42 @@ def test_a_damaged_index_file_is_one_line_and_left_as_it_is(flat_index, gallery,
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "damaged or missing index.faiss" in proc.stderr.strip().splitlines()[-1]
     assert (damaged / "index.faiss").read_bytes() == data[: len(data) // 2]
+
+
+def test_add_drops_removed_files_and_re_embeds_only_changed_ones(tmp_path, onnx_model, monkeypatch):
+    import os
+
+    import retrieval_demo.store as store
+
+    images = tmp_path / "imgs"
+    for i in range(4):
+        make_image(images / f"{i}.png", seed=i)
+    out = tmp_path / "idx"
+    build_index(onnx_model, str(images), str(out), workers=0)
+    before = ImageIndex(out)
+    old = dict(zip(before.paths, before.embeddings()))
+    (images / "3.png").unlink()  # removed
+    make_image(images / "1.png", seed=11, size=(44, 30))  # changed: other pixels and size
+    os.utime(images / "1.png", ns=(1, 1))
+    embedded = []
+    real = store.embed_folder
+    monkeypatch.setattr(store, "embed_folder", lambda b, folder, **kw: embedded.extend(folder.paths) or real(b, folder, **kw))
+    r = build_index(onnx_model, str(images), str(out), add=True, workers=0)
+    assert embedded == ["1.png"]  # only the changed image went through the model again
+    assert (r["num_added"], r["num_changed"], r["num_removed"], r["num_images"]) == (0, 1, 1, 3)
+    after = ImageIndex(out)
+    assert sorted(after.paths) == ["0.png", "1.png", "2.png"] and after.index.ntotal == 3
+    emb = dict(zip(after.paths, after.embeddings()))
+    assert np.array_equal(emb["0.png"], old["0.png"]) and not np.allclose(emb["1.png"], old["1.png"])
+
+
+def test_mmap_loading_answers_like_reading(flat_index, tmp_path):
+    from retrieval_demo.store import rebuild_index
+
+    ivf = tmp_path / "ivf"
+    rebuild_index(flat_index, ivf, IndexParams(kind="ivf", nlist=1, nprobe=1))
+    read, mapped = ImageIndex(ivf), ImageIndex(ivf, mmap=True)
+    queries = read.embeddings()[:5]
+    assert read.search(queries, 3)[1] == mapped.search(queries, 3)[1]
+    manifest = json.loads((ivf / "manifest.json").read_text())
+    assert manifest["bytes_per_vector"] > 0 and manifest["index_bytes"] == (ivf / "index.faiss").stat().st_size
