@@ -12,12 +12,14 @@ Layout of a cache folder::
     CACHE/meta.json        format, fingerprint parts, shape, image order (relative paths), readable mask
     CACHE/embeddings.npy   (N, views, D) float16, opened with numpy's memmap
 
-The fingerprint has four parts (teacher files and preprocessing, the data folder, the decode size, the view
+A build is written in chunks and resumes after an interruption (:func:`build_teacher_cache`). The
+fingerprint has four parts (teacher files and preprocessing, the data folder, the decode size, the view
 recipe); a cache whose parts differ from the run's is refused with the part that changed named.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -30,6 +32,7 @@ import numpy as np
 import torch
 
 from distill.augment import AugmentConfig, BatchAugment, resize_views
+from distill.core.atomic import atomic_write_bytes, atomic_write_json
 from distill.core.batches import BatchStream
 from distill.core.errors import CheckpointError
 from distill.core.images import ImageFolder
@@ -52,43 +55,90 @@ def cache_fingerprint(teacher: Teacher, folder: ImageFolder, load_size: int, vie
     }
 
 
+CHUNK_IMAGES = 4096  # images per resumable chunk of a cache being built
+
+
+def _partial_dir(out: Path) -> Path:
+    return out.with_name(f".{out.name}.partial")
+
+
 @torch.no_grad()
 def build_teacher_cache(teacher: Teacher, folder: ImageFolder, out: str | os.PathLike, *, load_size: int,
                         views: int = 1, augment: AugmentConfig | None = None, seed: int = 0, batch_size: int = 256,
-                        workers: int = 2, device: torch.device | str = "cpu", overwrite: bool = False) -> dict[str, Any]:
+                        workers: int = 2, device: torch.device | str = "cpu", overwrite: bool = False,
+                        chunk_images: int = CHUNK_IMAGES) -> dict[str, Any]:
     """Embed every image of ``folder`` ``views`` times with ``teacher``; write the cache atomically to ``out``.
 
-    The folder is filled under a temporary name beside ``out`` and renamed into place at the end, so an
-    interrupted run leaves no half-written cache, and an existing cache is only replaced with ``overwrite``.
+    The work is split in chunks of ``chunk_images`` images, each written (atomically) to ``.OUT.partial/``
+    beside ``out`` as it completes, with the fingerprint of the whole build. A build that is killed resumes from
+    its last complete chunk when run again with the same teacher, images and recipe (a different one starts
+    over); the random views of a chunk come from a generator seeded by (seed, chunk), so a resumed cache equals
+    an uninterrupted one. The chunks are assembled into ``out`` and renamed into place only at the end: an
+    incomplete cache is never at ``out``, and an existing cache is only replaced with ``overwrite``.
     """
     out, device = Path(out), torch.device(device)
     if out.exists() and not overwrite:
         raise CheckpointError(f"'{out}' already exists; pass --overwrite to replace it or choose another --out")
     augment = augment or AugmentConfig.light()
-    t_pre = teacher.preprocess
-    stream = BatchStream(folder, load_size, batch_size, workers=workers, drop_last=False, shuffle=False)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
-        dim = teacher.embedding_dim
-        emb = np.lib.format.open_memmap(tmp / EMB_FILE, mode="w+", dtype=np.float16, shape=(len(folder), views, dim))
-        readable = np.ones(len(folder), dtype=bool)
-        aug = BatchAugment(augment, load_size)
-        g = torch.Generator(device=device).manual_seed(seed)
-        for batch in progress(stream.epoch(0), total=stream.batches_per_epoch(), desc="teacher cache", unit="batch"):
+    t_pre, dim = teacher.preprocess, teacher.embedding_dim
+    fingerprint = cache_fingerprint(teacher, folder, load_size, views, augment, seed)
+    partial = _partial_dir(out)
+    state_file = partial / "build.json"
+    if partial.is_dir():
+        try:
+            same = json.loads(state_file.read_text()).get("fingerprint") == fingerprint
+        except (OSError, ValueError):
+            same = False
+        if not same:  # another build's leftovers: start over
+            shutil.rmtree(partial)
+    partial.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(state_file, {"fingerprint": fingerprint, "chunk_images": chunk_images, "num_images": len(folder)})
+    starts = list(range(0, len(folder), chunk_images))
+    done = [i for i, _ in enumerate(starts) if (partial / f"chunk-{i:05d}.npz").is_file()]
+    aug = BatchAugment(augment, load_size)
+    bar = progress(total=len(folder), initial=min(len(done) * chunk_images, len(folder)), desc="teacher cache",
+                   unit="img")
+    for c, start in enumerate(starts):
+        if c in done:
+            continue
+        part = folder.subset(np.arange(start, min(start + chunk_images, len(folder))))
+        emb = np.zeros((len(part), views, dim), dtype=np.float16)
+        stream = BatchStream(part, load_size, batch_size, workers=workers, drop_last=False, shuffle=False)
+        g = torch.Generator(device=device).manual_seed(seed * 1_000_003 + c)
+        for batch in stream.epoch(0):
             images = batch.images.to(device)
             idx = batch.indices.numpy()
             for v in range(views):
                 view = images.float().div_(255) if v == 0 else aug(images, g)
-                out_v = teacher(t_pre.normalize(resize_views(view, t_pre.input_size))).float()
-                emb[idx, v] = out_v.cpu().numpy().astype(np.float16)
+                emb[idx, v] = teacher(t_pre.normalize(resize_views(view, t_pre.input_size))).float().cpu().numpy()
+            bar.update(len(idx))
+        readable = np.ones(len(part), dtype=bool)
         readable[sorted(stream.skipped)] = False
+        bar.update(len(stream.skipped))
+        buf = io.BytesIO()
+        np.savez(buf, embeddings=emb, readable=readable)
+        atomic_write_bytes(partial / f"chunk-{c:05d}.npz", buf.getvalue())
+    bar.close()
+    return _assemble(partial, out, starts, folder, teacher, dim, views, load_size, seed, augment, fingerprint)
+
+
+def _assemble(partial: Path, out: Path, starts: list[int], folder: ImageFolder, teacher: Teacher, dim: int,
+              views: int, load_size: int, seed: int, augment: AugmentConfig, fingerprint: dict) -> dict[str, Any]:
+    """The chunks into one (N, views, D) float16 array and meta.json, renamed into place as ``out``."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".assemble", dir=out.parent))
+    try:
+        emb = np.lib.format.open_memmap(tmp / EMB_FILE, mode="w+", dtype=np.float16, shape=(len(folder), views, dim))
+        readable = np.ones(len(folder), dtype=bool)
+        for c, start in enumerate(starts):
+            with np.load(partial / f"chunk-{c:05d}.npz") as z:
+                n = len(z["readable"])
+                emb[start:start + n] = z["embeddings"]
+                readable[start:start + n] = z["readable"]
         emb.flush()
         del emb
         meta = {"format": CACHE_FORMAT, "teacher": teacher.name, "num_images": len(folder), "views": views,
                 "dim": dim, "dtype": "float16", "decode_size": load_size, "seed": seed,
-                "augment": asdict(augment) if views > 1 else None,
-                "fingerprint": cache_fingerprint(teacher, folder, load_size, views, augment, seed),
+                "augment": asdict(augment) if views > 1 else None, "fingerprint": fingerprint,
                 "paths": list(folder.paths), "readable": readable.tolist()}
         (tmp / META_FILE).write_text(json.dumps(meta) + "\n")
         if out.exists():
@@ -97,6 +147,7 @@ def build_teacher_cache(teacher: Teacher, folder: ImageFolder, out: str | os.Pat
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    shutil.rmtree(partial, ignore_errors=True)
     return {"cache": str(out), "teacher": teacher.name, "num_images": len(folder), "views": views, "dim": dim,
             "num_skipped": int((~readable).sum()), "bytes": int(len(folder) * views * dim * 2)}
 

@@ -167,16 +167,20 @@ def before_knn(path: str | None) -> dict[tuple, float]:
 def render(rows: list[dict], meta: dict, before: dict[tuple, float] | None = None) -> str:
     before = before or {}
     machines = sorted({r.get("machine") or meta["machine"] for r in rows})
+    carried = sum(1 for r in rows if r.get("carried"))
     lines = [f"Machine{'s' if len(machines) > 1 else ''}: {'; '.join(machines)} (per row in the last column). Budget per trained row: {meta['epochs']} epoch(s) of the 50,000 training "
              f"images (batch {meta['batch_size']}, lr {meta['lr']}). Evaluation on cifar10/test ({rows[0]['num_queries']} "
              f"images); bank and probe training set: {rows[0]['num_bank']} class-balanced training images.", "",
              f"Command: `{meta['command']}`", "",
+             *([f"{carried} row(s) marked * were not re-run by this command: they are carried from the earlier "
+                "table as they were (their 'kNN before' is empty).", ""] if carried else []),
              "| teacher | student | method | kNN top-1 | kNN before | 1-NN | linear | cluster | images seen | train s | "
              "img/s | machine |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        old = before.get((r["teacher"], r["student"], r["method"]))
-        lines.append(f"| {r['teacher'] or '-'} | {r['student'] or '(teacher as is)'} | {r['method']} | "
+        old = None if r.get("carried") else before.get((r["teacher"], r["student"], r["method"]))
+        lines.append(f"| {r['teacher'] or '-'} | {r['student'] or '(teacher as is)'} | "
+                     f"{r['method']}{' *' if r.get('carried') else ''} | "
                      f"{_pct(r['knn_top1'])} | {_pct(old)} | {_pct(r['nn_top1'])} | {_pct(r['linear_top1'])} | "
                      f"{_pct(r['cluster_acc'])} | {r['images_seen'] or '-'} | {r['seconds'] or '-'} | "
                      f"{r['images_per_s'] if r['images_per_s'] is not None else '-'} | "
@@ -184,7 +188,26 @@ def render(rows: list[dict], meta: dict, before: dict[tuple, float] | None = Non
     return "\n".join(lines) + "\n"
 
 
+def carried_rows(rows: list[dict], path: str | None) -> list[dict]:
+    """``rows``, plus the rows of an earlier results.json that this run did not redo (marked ``carried``), in the
+    earlier table's order: the table stays whole while only some rows are re-run."""
+    if not path:
+        return rows
+    done = {(r["teacher"], r["student"], r["method"]): r for r in rows}
+    old = json.loads(Path(path).read_text())["rows"]
+    merged = []
+    for r in old:
+        key = (r["teacher"], r["student"], r["method"])
+        if key in done:
+            merged.append(done.pop(key))
+        else:
+            trained = r["method"] not in ("teacher", "random-init")
+            merged.append({**r, "carried": True, "budget_epochs": r.get("budget_epochs", 1 if trained else 0)})
+    return merged + list(done.values())
+
+
 def write_outputs(rows: list[dict], meta: dict, args: argparse.Namespace) -> None:
+    rows = carried_rows(rows, args.carry)
     atomic_write_json(args.json, {"meta": meta, "rows": rows})
     write_between_markers(Path(args.doc), "results-table", render(rows, meta, before_knn(args.before)))
     if args.plot:
@@ -192,6 +215,7 @@ def write_outputs(rows: list[dict], meta: dict, args: argparse.Namespace) -> Non
 
         runs = {f"{r['student']} {r['method']}": Path(args.out) / Row(r["teacher"], r["student"], r["method"]).key
                 for r in rows if r["student"] and r["method"] not in ("random-init",)}
+        runs = {k: v for k, v in runs.items() if v.is_dir()}
         plot_comparison(runs, args.plot, title=f"weighted kNN during training ({meta['epochs']} epoch(s) per row)")
 
 
@@ -234,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-every", type=int, default=0, metavar="N",
                    help="kNN on a labelled subset every N steps of each trained row (train --eval-every)")
     p.add_argument("--before", metavar="OLD_JSON", help="an earlier results.json: its kNN beside each row")
+    p.add_argument("--carry", metavar="OLD_JSON",
+                   help="keep the rows of an earlier results.json that this run does not redo (marked as carried)")
     p.add_argument("--plot", metavar="PNG", help="the kNN curves of the trained rows in one figure (with --eval-every)")
     args = p.parse_args(argv)
     rows = default_rows()

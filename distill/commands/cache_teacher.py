@@ -5,7 +5,8 @@ largest teachers).
 View 0 is the centre crop; --views N adds N-1 fixed random augmentations drawn once (seeded). During training
 the student still sees fresh random augmentations while the teacher's side comes from these fixed views. The
 cache records a fingerprint of the teacher, its preprocessing, the images and the decode size; train refuses a
-cache that does not match its run.
+cache that does not match its run. The build is written in chunks (--chunk-images): killed part-way, the same
+command resumes from the last complete chunk; the cache appears at --out only when it is complete.
 
 Example:
   edgedistill cache-teacher --data cifar10/train --teacher cifar_resnet56.onnx --out runs/cache-r56
@@ -33,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--img-size", type=positive_int, metavar="N",
                    help="the student input size the cache will train (default: the teacher's)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chunk-images", type=positive_int, default=4096, metavar="N",
+                   help="images per resumable chunk: a killed build resumes from its last complete chunk")
     p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="auto")
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> dict:
     return build_teacher_cache(teacher, folder, args.out, load_size=load_size, views=args.views,
                                augment=AugmentConfig.preset(args.augment, img_size), seed=args.seed,
                                batch_size=args.batch_size, workers=args.workers, device=device,
-                               overwrite=args.overwrite)
+                               overwrite=args.overwrite, chunk_images=args.chunk_images)
 
 
 def format_result(r: dict) -> str:

@@ -13,6 +13,7 @@ import torch
 
 from distill.config import TrainConfig
 from distill.core.errors import CheckpointError, TrainingError
+from distill.core.images import scan_folder
 from distill.teacher_cache import TeacherCache
 from distill.trainer import Trainer
 from tests.conftest import ROOT, run_cli
@@ -92,6 +93,32 @@ def test_cache_teacher_limit_embeds_only_the_subset_that_train_limit_uses(cifar_
     assert json.loads(proc.stdout.strip().splitlines()[-1])["num_images"] == 40
     trainer = Trainer(_cfg(cifar_small, resnet56_onnx, tmp_path / "r", teacher_cache=str(subset), limit=40, max_steps=1))
     assert len(trainer.folder) == 40 and trainer.fit()["steps"] == 1
+
+
+def test_a_killed_cache_build_resumes_to_the_same_cache(cifar_small, resnet56_onnx, tmp_path):
+    """SIGKILL after the first chunks, then the same command: the cache equals an uninterrupted build's."""
+    args = ["cache-teacher", "--data", str(cifar_small / "train"), "--teacher", str(resnet56_onnx), "--views", "2",
+            "--chunk-images", "8", "--batch-size", "8", "--workers", "0"]
+    whole = tmp_path / "whole"
+    assert run_cli("distill", *args, "--out", str(whole)).returncode == 0
+    resumed = tmp_path / "resumed"
+    partial = tmp_path / ".resumed.partial"
+    proc = subprocess.Popen([sys.executable, "-m", "distill", *args, "--out", str(resumed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(partial.glob("chunk-*.npz"))) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    chunks = len(list(partial.glob("chunk-*.npz")))
+    assert 3 <= chunks < 10 and not resumed.exists()  # killed part-way: nothing at --out yet
+    with pytest.raises(CheckpointError, match="not a teacher cache"):  # an incomplete build is never a cache
+        TeacherCache(partial, scan_folder(str(cifar_small / "train")))
+    proc = run_cli("distill", *args, "--out", str(resumed), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert np.array_equal(np.load(whole / "embeddings.npy"), np.load(resumed / "embeddings.npy"))
+    assert json.loads((whole / "meta.json").read_text()) == json.loads((resumed / "meta.json").read_text())
+    assert not partial.exists()
 
 
 def test_an_existing_cache_is_not_overwritten(cache, cifar_small, resnet56_onnx):
