@@ -34,10 +34,13 @@ def test_momentum_encoder_is_in_eval_mode_except_batchnorm():
 
 
 def test_config_is_resolved_into_a_copy():
-    cfg = TrainConfig(data="d", teacher="t", method="compress")
+    cfg = TrainConfig(data="d", teacher="t", method="compress-1q")
     resolved = resolve_config(cfg, teacher_dim=64, teacher_input_size=32, student_features=lambda size: 1280)
     assert cfg.img_size is None and cfg.embed_dim is None and cfg.lr is None and cfg.head == "auto"
     assert (resolved.img_size, resolved.head, resolved.embed_dim, resolved.queue_size) == (32, "none", 1280, 128000)
+    two_q = resolve_config(TrainConfig(data="d", teacher="t", method="compress", head="none"), teacher_dim=64,
+                           teacher_input_size=32, student_features=lambda size: 1280)
+    assert (two_q.head, two_q.embed_dim) == ("none", 1280)  # the official 2q form, on request
     assert resolved.lr == pytest.approx(0.05) and resolved.augment is not None
     regress = resolve_config(TrainConfig(data="d", teacher="t", method="regress"), teacher_dim=64,
                              teacher_input_size=32, student_features=lambda size: 1280)
