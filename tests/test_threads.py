@@ -25,18 +25,19 @@ def test_the_thread_count_honours_the_affinity_mask():
     """A process pinned to one CPU (taskset, a container's cpuset) gets a pool of one, not the core count."""
     code = ("import os, sys; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
             "from distill.core.threads import configure_threads, usable_cpus; n = configure_threads(); "
-            "import torch; print(usable_cpus(), n, torch.get_num_threads(), os.environ['OMP_WAIT_POLICY'])")
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+            "import torch; print(usable_cpus(), n, torch.get_num_threads(), os.environ['GOMP_SPINCOUNT'])")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, check=True)
-    assert out.stdout.split() == ["1", "1", "1", "PASSIVE"]
+    assert out.stdout.split() == ["1", "1", "1", "1000"]
 
 
 def test_an_explicit_thread_count_and_a_users_wait_policy_win():
     code = ("import os; os.environ['OMP_WAIT_POLICY'] = 'ACTIVE'; from distill.core.threads import configure_threads; "
-            "n = configure_threads(1); import torch; print(n, torch.get_num_threads(), os.environ['OMP_WAIT_POLICY'])")
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+            "n = configure_threads(1); import torch; "
+            "print(n, torch.get_num_threads(), os.environ['OMP_WAIT_POLICY'], os.environ.get('GOMP_SPINCOUNT'))")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "GOMP_SPINCOUNT")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, check=True)
-    assert out.stdout.split() == ["1", "1", "ACTIVE"]
+    assert out.stdout.split() == ["1", "1", "ACTIVE", "None"]
     assert usable_cpus() >= 1
 
 

@@ -214,7 +214,7 @@ def write_outputs(rows: list[dict], meta: dict, args: argparse.Namespace) -> Non
         from distill.curves import plot_comparison
 
         runs = {f"{r['student']} {r['method']}": Path(args.out) / Row(r["teacher"], r["student"], r["method"]).key
-                for r in rows if r["student"] and r["method"] not in ("random-init",)}
+                for r in rows if r["student"] and not r.get("carried") and r["method"] != "random-init"}
         runs = {k: v for k, v in runs.items() if v.is_dir()}
         plot_comparison(runs, args.plot, title=f"weighted kNN during training ({meta['epochs']} epoch(s) per row)")
 
