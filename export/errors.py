@@ -1,4 +1,4 @@
-"""Errors of the export package (all user-facing, see :mod:`distill.errors`)."""
+"""Errors of the export package (all user-facing, see :mod:`distill.core.errors`)."""
 from distill.core.errors import EdgeDistillError
 
 

@@ -1,1 +1,1 @@
-"""Command-line sub-commands of the ``distill`` package (see :mod:`distill.cli`)."""
+"""Command-line sub-commands of the ``distill`` package (see :mod:`distill.core.cli`)."""

@@ -1,4 +1,4 @@
-"""Batches of uint8 images from an :class:`~distill.data.ImageFolder`, streamed or decoded once into memory.
+"""Batches of uint8 images from an :class:`~distill.core.images.ImageFolder`, streamed or decoded once into memory.
 
 Images are decoded to fixed-size uint8 tensors (shorter side resized, centre-cropped) by data-loader workers;
 everything after that (augmentation, normalisation) runs on batched tensors on the training device. An
