@@ -168,12 +168,10 @@ class Exporter:
 
     # -- one artifact -----------------------------------------------------------------------------------------
     def _build(self, fmt: str, precision: str, base_onnx: Path, work: Path) -> tuple[Path, dict]:
-        """Dispatch to the format's build function; it returns its options, or (another artifact path, options)
-        when it wrote something else than ``target`` (TensorRT's ONNX form with --onnx-only)."""
+        """Dispatch to the format's build function (export.formats): it returns (artifact path, options)."""
         format_ = FORMATS[fmt]
         target = self.out / f"{self.stem}-{fmt}-{precision}{format_.suffix}"
-        built = format_.builder()(self, precision, base_onnx, target, work)
-        return built if isinstance(built, tuple) else (target, built)
+        return format_.builder()(self, precision, base_onnx, target, work)
 
     def _embed_torch(self, x: np.ndarray) -> np.ndarray:
         """The PyTorch student's embeddings of (N, 3, S, S) images: what every artifact is compared with."""

@@ -8,8 +8,9 @@ artifacts by the row's suffixes.
 A build function has the signature ``build(ctx, precision, base_onnx, target, work) -> dict``: ``ctx`` is the
 running :class:`export.exporter.Exporter` (its ``cfg``, ``pre``, ``batch``, ``calibration()``,
 ``onnx_fallback(path)``, ``openvino_fallback(model)`` and ``accuracy_data()``), ``base_onnx`` the fp32 ONNX
-every format starts from, ``target`` the artifact path to write, ``work`` a scratch folder; it returns the
-options to record in the artifact's metadata.
+every format starts from, ``target`` the artifact path it would normally write, ``work`` a scratch folder; it
+returns ``(artifact path, options)``: the path it wrote (``target``, or another one, as TensorRT's ONNX form with
+``--onnx-only``) and the options to record in the artifact's metadata.
 """
 from __future__ import annotations
 

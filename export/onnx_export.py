@@ -207,7 +207,7 @@ def to_int8(src: Path, dst: Path, calib: np.ndarray, *, per_channel: bool = Fals
     return dst
 
 
-def build(ctx, precision: str, base_onnx: Path, target: Path, work: Path) -> dict:
+def build(ctx, precision: str, base_onnx: Path, target: Path, work: Path) -> tuple[Path, dict]:
     """The ``onnx`` row of :data:`export.formats.FORMATS`: fp32 is the base graph, fp16 converted with fp32 I/O,
     int8 a QDQ graph (onnxruntime static U8S8) refined by the float fallback."""
     cfg, options = ctx.cfg, {}
@@ -222,4 +222,4 @@ def build(ctx, precision: str, base_onnx: Path, target: Path, work: Path) -> dic
                    "calibration_images": cfg.calib_size, "activations": "uint8", "weights": "int8",
                    "fallback": ctx.onnx_fallback(target).to_dict()}
     options["opset"] = cfg.opset
-    return options
+    return target, options

@@ -44,17 +44,17 @@ def export_openvino_ir(onnx_fp32: Path, xml: Path, precision: str, calib: np.nda
     return found
 
 
-def build(ctx, precision: str, base_onnx: Path, target: Path, work: Path) -> dict:
+def build(ctx, precision: str, base_onnx: Path, target: Path, work: Path) -> tuple[Path, dict]:
     """The ``openvino`` row of :data:`export.formats.FORMATS`: IR converted from the base ONNX; int8 by NNCF
     (MIXED preset, min-max ranges, accuracy control with --max-knn-drop) refined by the float fallback."""
     if precision != "int8":
         export_openvino_ir(base_onnx, target, precision)
-        return {}
+        return target, {}
     cfg = ctx.cfg
     found = export_openvino_ir(base_onnx, target, precision, ctx.calibration(), cfg.calib_size,
                                ctx.accuracy_data(), cfg.max_knn_drop, refine=ctx.openvino_fallback)
-    return {"subset_size": cfg.calib_size, "max_knn_drop": cfg.max_knn_drop, "preset": "mixed",
-            "activation_ranges": "minmax", "fallback": found.to_dict()}
+    return target, {"subset_size": cfg.calib_size, "max_knn_drop": cfg.max_knn_drop, "preset": "mixed",
+                    "activation_ranges": "minmax", "fallback": found.to_dict()}
 
 
 def _quantize(model, calib, subset_size, accuracy, max_drop):

@@ -180,7 +180,7 @@ def engine_onnx(ctx, precision: str, base_onnx: Path, dst: Path, trt_major: int)
     return dst, options
 
 
-def build(ctx, precision: str, base_onnx: Path, target: Path, work: Path):
+def build(ctx, precision: str, base_onnx: Path, target: Path, work: Path) -> tuple[Path, dict]:
     """The ``tensorrt`` row of :data:`export.formats.FORMATS`.
 
     With ``--onnx-only`` the artifact is the TensorRT-form ONNX (``<stem>-tensorrt-<precision>.onnx``, gated
@@ -206,7 +206,7 @@ def build(ctx, precision: str, base_onnx: Path, target: Path, work: Path):
     plan = plan_engine(onnx_in, target, precision, ctx.pre.input_size, ctx.batch, cfg.workspace_gb,
                        trt_major=major, allow_tf32=cfg.allow_tf32)
     build_engine(plan, trt)
-    return {**options, "trt_major": major, "plan": plan.to_dict(), "trtexec": trtexec_command(plan)}
+    return target, {**options, "trt_major": major, "plan": plan.to_dict(), "trtexec": trtexec_command(plan)}
 
 
 def _installed_major() -> int | None:

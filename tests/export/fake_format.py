@@ -4,4 +4,4 @@ import shutil
 
 def build(ctx, precision, base_onnx, target, work):
     shutil.copyfile(base_onnx, target)
-    return {"copied_from": "base.onnx"}
+    return target, {"copied_from": "base.onnx"}
