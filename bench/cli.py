@@ -50,7 +50,16 @@ def run(args: argparse.Namespace) -> dict:
     report = run_bench(cfg)
     keys = ("backend", "precision", "batch_size", "img_size", "status", "p50_ms", "p90_ms", "p99_ms",
             "images_per_s", "peak_rss_mb", "size_mb", "knn_top1", "knn_delta", "min_cosine", "error")
-    return {"report_dir": report["report_dir"], "rows": [{k: r.get(k) for k in keys} for r in report["rows"]]}
+    result = {"report_dir": report["report_dir"], "rows": [{k: r.get(k) for k in keys} for r in report["rows"]]}
+    failed = {r.get("artifact") or r["backend"]: r.get("error") or "failed" for r in report["rows"] if r["status"] != "ok"}
+    if failed:  # the report of the others is written; the exit status says that not all could be measured
+        name, why = next(iter(failed.items()))
+        error = ConfigError(f"{len(failed)} of {len({r.get('artifact') or r['backend'] for r in report['rows']})} "
+                            f"artifact(s) could not be benchmarked, first '{name}': {str(why).splitlines()[0]}; "
+                            f"re-export it (the others are in {report['report_dir']})")
+        error.result = result
+        raise error
+    return result
 
 
 def format_result(result: dict) -> str:

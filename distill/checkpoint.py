@@ -2,7 +2,8 @@
 
 A student checkpoint holds everything needed to rebuild and use the student without its training run: the
 architecture name and input size, the weights, the preprocessing, the embedding dimension and the resolved
-training config. It is written atomically (:mod:`distill.core.atomic`).
+training config, and the trained projection head (``head``: kind, widths, weights), which is not part of the
+deployed backbone unless asked for (``export --embedding head``). It is written atomically (:mod:`distill.core.atomic`).
 """
 from __future__ import annotations
 
@@ -37,6 +38,48 @@ def save_student(path: str | os.PathLike, student: Student, preprocess: Preproce
         "config": config,
         **(extra or {}),
     }, path)
+
+
+def head_entry(head: torch.nn.Module, kind: str, hidden_dim: int, out_dim: int) -> dict[str, Any] | None:
+    """The trained projection head, stored in student.pt beside the backbone for ``export --embedding head``
+    (None for ``--head none``: the loss saw the backbone feature itself)."""
+    if kind == "none":
+        return None
+    return {"kind": kind, "hidden_dim": hidden_dim, "out_dim": out_dim,
+            "state_dict": {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}}
+
+
+def head_from_train_state(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The head entry of a run's ``checkpoint.pt`` (written beside ``student.pt`` at the same step), for runs
+    whose student.pt predates the stored head; None when there is none."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=False)
+        cfg, model = state["config"], state["model"]
+    except Exception:  # unreadable or foreign: no head from it
+        return None
+    head = {k[len("head."):]: v for k, v in model.items() if k.startswith("head.")}
+    if cfg.get("head", "mlp") == "none" or not head:
+        return None
+    return {"kind": cfg.get("head", "mlp"), "hidden_dim": cfg["hidden_dim"], "out_dim": cfg["embed_dim"],
+            "state_dict": head}
+
+
+def with_head(student: Student, entry: dict[str, Any] | None, path: str | os.PathLike) -> Student:
+    """``head(student(x))`` as a Student of the head's width: (B, 3, S, S) -> (B, out_dim), in eval mode."""
+    from distill.heads import create_head
+
+    if not entry:
+        raise CheckpointError(f"'{path}' holds no projection head (trained with --head none, or before heads were "
+                              "saved with the student); export --embedding backbone")
+    head = create_head(entry["kind"], student.num_features, entry["hidden_dim"], entry["out_dim"])
+    try:
+        head.load_state_dict(entry["state_dict"], strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"the head in '{path}' does not load: {str(exc).splitlines()[0]}") from None
+    return Student(torch.nn.Sequential(student, head).eval(), int(entry["out_dim"]), student.name, student.img_size)
 
 
 def resolve_student_path(path: str | os.PathLike) -> Path:

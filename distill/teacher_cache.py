@@ -174,8 +174,15 @@ class TeacherCache:
                                   "rebuild it with edgedistill cache-teacher")
         if expected is not None:
             self.check(expected)
-        self.embeddings = np.load(self.path / EMB_FILE, mmap_mode="r")
-        n, self.views, self.dim = self.embeddings.shape
+        try:
+            self.embeddings = np.load(self.path / EMB_FILE, mmap_mode="r")
+            n, self.views, self.dim = self.embeddings.shape
+        except (OSError, ValueError) as exc:  # truncated or damaged: mmap longer than the file, bad header
+            raise CheckpointError(f"teacher cache '{self.path / EMB_FILE}' is damaged ({exc}); rebuild it with "
+                                  "edgedistill cache-teacher --overwrite") from None
+        if n != len(self.meta.get("paths", ())):
+            raise CheckpointError(f"teacher cache '{self.path}' holds {n} rows for {len(self.meta.get('paths', ()))} "
+                                  "images; rebuild it with edgedistill cache-teacher --overwrite")
         position = {p: i for i, p in enumerate(self.meta["paths"])}
         missing = [p for p in folder.paths if p not in position]
         if missing:

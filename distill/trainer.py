@@ -32,7 +32,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from distill.augment import AugmentConfig, BatchAugment, resize_views
-from distill.checkpoint import STUDENT_FILE, TRAIN_STATE_FILE, save_student
+from distill.checkpoint import STUDENT_FILE, TRAIN_STATE_FILE, head_entry, save_student
 from distill.config import TrainConfig, resolve_config
 from distill.core.atomic import atomic_torch_save, atomic_write_json
 from distill.core.batches import BatchStream, MemoryImages, estimate_bytes
@@ -201,8 +201,9 @@ class Trainer:
         if self.rank != 0:
             return
         atomic_torch_save(self._state(), self.out / TRAIN_STATE_FILE)
+        head = head_entry(self.model.head, self.cfg.head, self.cfg.hidden_dim, self.cfg.embed_dim)
         save_student(self.out / STUDENT_FILE, self.model.student, self.student_pre, self.cfg.to_dict(),
-                     {"teacher": self.cfg.teacher, "method": self.cfg.method, "step": self.step})
+                     {"teacher": self.cfg.teacher, "method": self.cfg.method, "step": self.step, "head": head})
 
     # -- data -----------------------------------------------------------------------------------------------
     def batch_stream(self) -> BatchStream:

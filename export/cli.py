@@ -9,6 +9,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from distill.core.cli import add_json_flag, positive_int
 from export.formats import FORMATS
@@ -51,6 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="default fp32 (with --format all: every precision)")
     p.add_argument("--calib", metavar="DIR", help="calibration images for int8 (default: the run's training images)")
     p.add_argument("--calib-size", type=positive_int, default=300, metavar="N")
+    p.add_argument("--embedding", choices=["backbone", "head"], default="backbone",
+                   help="what the artifact outputs: the backbone feature (default, as the papers deploy) or the "
+                        "trained projection head's embedding (the teacher's space: e.g. 64-d instead of 1280-d)")
     p.add_argument("--parity-data", metavar="DIR", help="images for the parity check (default: --calib, else the run's)")
     p.add_argument("--parity-size", type=positive_int, default=200, metavar="N")
     batch = p.add_mutually_exclusive_group()
@@ -89,12 +93,17 @@ def run(args: argparse.Namespace) -> dict:
     from export.exporter import ExportConfig, export_model
     from export.formats import FORMATS
 
+    for flag, folder in (("--calib", args.calib), ("--parity-data", args.parity_data)):
+        if folder and not Path(folder).is_dir():
+            state = "is not a folder" if Path(folder).exists() else "does not exist"
+            raise ExportError(f"{flag} '{folder}' {state}; pass a folder of images (root/<class>/<image> or flat)")
     if args.format == "auto":  # what this machine can build (or write in its ONNX form)
         formats = tuple(name for name, f in FORMATS.items() if f.missing() is None or (args.onnx_only and f.onnx_form))
     else:
         formats = tuple(FORMATS) if args.format == "all" else (args.format,)
     cfg = ExportConfig(model=args.model, formats=formats, precisions=args.precision, calib=args.calib,
                        calib_size=args.calib_size, parity_data=args.parity_data, parity_size=args.parity_size,
+                       embedding=args.embedding,
                        batch=args.batch, dynamic_batch=args.dynamic_batch, img_size=args.img_size, opset=args.opset,
                        workspace_gb=args.workspace, out=args.out, allow_parity_failure=args.allow_parity_failure,
                        per_channel=args.per_channel, exclude_nodes=args.exclude_nodes, simplify=not args.no_simplify,
@@ -126,9 +135,16 @@ def run(args: argparse.Namespace) -> dict:
 MARK = {"ok": "✅ ok", "parity_failed": "❎ parity failed", "export_failed": "❌ export failed"}
 
 
+def _knn_cell(par: dict) -> str:
+    """Leave-one-out kNN top-1 on the labelled parity images, as 'artifact/PyTorch' (points)."""
+    if not par or par.get("knn") is None:
+        return "-"
+    return f"{100 * par['knn']:.1f}/{100 * par['knn_reference']:.1f}"
+
+
 def format_result(report: dict) -> str:
-    rows = [("format", "precision", "status", "size MB", "min cos", "overlap@10", "p50 ms b1", "vs fp32",
-             "path / reason")]
+    rows = [("format", "precision", "status", "size MB", "worst cos", "overlap@10", "kNN", "gate", "p50 ms b1",
+             "vs fp32", "path / reason")]
     for a in report["artifacts"]:
         par = a["parity"] or {}
         fq = a.get("float_quantizers")
@@ -138,6 +154,8 @@ def format_result(report: dict) -> str:
                      f"{a['size_bytes'] / 1e6:.1f}" if a["size_bytes"] else "-",
                      f"{par['min_cosine']:.6f}" if par else "-",
                      f"{par['neighbour_overlap@10']:.3f}" if par else "-",
+                     _knn_cell(par),
+                     ("failed: " + ", ".join(par["failed"]) if par.get("failed") else "pass") if par else "-",
                      f"{lat:.3f}" if lat is not None else "-",
                      f"{ratio:.2f}x" if ratio is not None and a["precision"] != "fp32" else "-",
                      a["path"] if a["status"] == "ok" else (a["error"] or a["path"])))

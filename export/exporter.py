@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from distill.core.atomic import atomic_write_json, atomic_write_text
-from distill.core.embeddings import l2_normalize, search, topk_accuracy, weighted_knn
 from distill.core.errors import EdgeDistillError
 from distill.core.timing import measure
 from export.backends import load_backend, runtime_for
@@ -30,7 +29,7 @@ from export.formats import FORMATS, PRECISIONS, get_format
 from export.images import load_images, random_images
 from export.metadata import now, versions, write_metadata
 from export.onnx_export import BatchSpec, simplify, torch_to_onnx
-from export.parity import compare
+from export.parity import compare, loo_knn
 from export.sources import Source, load_source
 from export.tolerances import FALLBACK_TARGET
 
@@ -64,6 +63,7 @@ class ExportConfig:
     timing_s: float = 1.0  # per artifact: a short latency measurement at batch 1 after the gate (0: none)
     pick: bool = False  # --format auto: name the fastest artifact that passed the gate as the deployable one
     int8_fallback: float = 0.75  # int8 missing the gate: keep up to this fraction of activation quantizers in float
+    embedding: str = "backbone"  # backbone (as the papers deploy) | head (the trained projection: teacher space)
     workers: int = 2
 
     def batch_spec(self) -> BatchSpec:
@@ -116,11 +116,7 @@ def loo_knn_metric(labels: np.ndarray, k: int = 20, t: float = 0.07):
 
     def metric(compiled_model, dataset) -> float:
         items = dataset.get_inference_data() if hasattr(dataset, "get_inference_data") else dataset  # NNCF passes an iterable
-        feats = l2_normalize(np.concatenate([np.asarray(compiled_model(x)[0]) for x in items]))
-        sims, nbrs = search(feats, feats, min(k + 1, len(feats)))
-        sims, nbrs = sims[:, 1:], nbrs[:, 1:]  # drop each image itself
-        scores = weighted_knn(sims, labels[nbrs], int(labels.max()) + 1, t)
-        return topk_accuracy(scores, labels, 1)
+        return loo_knn(np.concatenate([np.asarray(compiled_model(x)[0]) for x in items]), labels, k, t)
 
     return metric
 
@@ -133,11 +129,11 @@ class Exporter:
         for p in cfg.precisions or ():
             if p not in PRECISIONS:
                 raise ExportError(f"unknown precision '{p}'; valid precisions: {', '.join(PRECISIONS)}")
-        self.source: Source = load_source(cfg.model, cfg.img_size)
+        self.source: Source = load_source(cfg.model, cfg.img_size, cfg.embedding)
         self.pre = self.source.preprocess
         self.batch = cfg.batch_spec()
         self.out = Path(cfg.out) if cfg.out else self.source.default_out()
-        self.stem = self.source.name.replace(":", "_").replace("/", "_")
+        self.stem = self.source.name.replace(":", "_").replace("/", "_") + ("-head" if cfg.embedding == "head" else "")
         run_cfg = self.source.meta.get("config") or {}
         self.calib_dir = cfg.calib or run_cfg.get("data")
         self.parity_dir = cfg.parity_data or cfg.calib or run_cfg.get("val") or run_cfg.get("data")
@@ -233,7 +229,7 @@ class Exporter:
         device = "cuda" if runtime_for(path) == "tensorrt" else self.cfg.device
         backend = load_backend(path, device=device)
         candidate = run_batched(backend, self._parity_x, self.batch)
-        return compare(self._reference, candidate, precision, self._parity_kind), backend
+        return compare(self._reference, candidate, precision, self._parity_kind, labels=self._labels), backend
 
     def _export_one(self, fmt: str, precision: str, base_onnx: Path, work: Path) -> ArtifactResult:
         format_ = FORMATS[fmt]
@@ -287,7 +283,8 @@ class Exporter:
     def _metadata(self, fmt: str, precision: str, options: dict) -> dict[str, Any]:
         return {
             "format": fmt, "precision": precision, "status": "unchecked", "preprocess": self.pre.to_dict(),
-            "embedding_dim": int(self._reference.shape[1]), "batch": self.batch.to_dict(),
+            "embedding_dim": int(self._reference.shape[1]), "embedding": self.cfg.embedding,
+            "batch": self.batch.to_dict(),
             "input_name": "input", "output_name": "embedding",
             "source": {"student": self.source.name, "checkpoint": str(self.source.path) if self.source.path else None,
                        "sha256": self.source.sha256, "img_size": self.pre.input_size},

@@ -15,6 +15,7 @@ from typing import Any
 
 from distill.core.atomic import atomic_write_json
 from distill.core.preprocess import read_sidecar, sidecar_path
+from export.errors import ExportError
 
 METADATA_KEY = "edgedistill"
 VERSIONED = ("edgedistill", "torch", "onnx", "onnxruntime", "openvino", "nncf", "tensorrt", "onnxslim")
@@ -60,7 +61,10 @@ def read_metadata(artifact: str | Path) -> dict[str, Any] | None:
     if artifact.suffix == ".onnx":
         import onnx
 
-        model = onnx.load(str(artifact), load_external_data=False)
+        try:
+            model = onnx.load(str(artifact), load_external_data=False)
+        except Exception as exc:  # protobuf's DecodeError for a truncated or damaged file, OSError
+            raise ExportError(f"'{artifact}' is not a readable ONNX file ({type(exc).__name__}); re-export it") from None
         for prop in model.metadata_props:
             if prop.key == METADATA_KEY:
                 return json.loads(prop.value)

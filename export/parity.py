@@ -1,8 +1,9 @@
 """The parity gate: an artifact's embeddings against the PyTorch student's, on the same real images.
 
-Reported: max / mean / p99 absolute error, min and mean cosine similarity, and neighbour overlap@10 (for each
+Reported: max / mean / p99 absolute error, min and mean cosine similarity, neighbour overlap@10 (for each
 image, the fraction of its 10 nearest neighbours among the parity images that both models agree on: what a
-retrieval user would notice). Gated: worst and mean cosine and neighbour overlap, per precision (export.tolerances).
+retrieval user would notice) and, for labelled parity images, leave-one-out weighted-kNN top-1 of both. Gated by
+one logic for every precision (export.tolerances); ``failed`` names the criteria that did not hold.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from distill.core.embeddings import cosine_rows, neighbour_overlap
+from distill.core.embeddings import cosine_rows, l2_normalize, neighbour_overlap, search, topk_accuracy, weighted_knn
 from export.tolerances import TOLERANCES, Tolerance
 
 
@@ -27,6 +28,9 @@ class ParityResult:
     passed: bool
     tolerance: dict
     reason: str | None = None
+    failed: list[str] | None = None  # the criteria that did not hold (export.tolerances.CRITERIA)
+    knn_reference: float | None = None  # leave-one-out weighted-kNN top-1 on labelled parity images
+    knn: float | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -34,30 +38,57 @@ class ParityResult:
         return d
 
 
+def knn_applies(labels: np.ndarray, min_per_class: int = 5) -> bool:
+    """The kNN criterion needs classes with neighbours of their own: two classes or more, and a median of at
+    least ``min_per_class`` parity images per class (500 images over Tiny-ImageNet's 200 classes are 2-3 per
+    class, where leave-one-out kNN is noise)."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64))
+    counts = counts[counts > 0]
+    return len(counts) > 1 and float(np.median(counts)) >= min_per_class
+
+
+def loo_knn(embeddings: np.ndarray, labels: np.ndarray, k: int = 20, t: float = 0.07) -> float:
+    """Leave-one-out weighted-kNN top-1 (DINO's k=20, T=0.07) of (N, D) embeddings among themselves."""
+    feats = l2_normalize(np.asarray(embeddings, np.float32))
+    sims, nbrs = search(feats, feats, min(k + 1, len(feats)))
+    sims, nbrs = sims[:, 1:], nbrs[:, 1:]  # drop each image itself
+    return topk_accuracy(weighted_knn(sims, labels[nbrs], int(labels.max()) + 1, t), labels, 1)
+
+
 def compare(reference: np.ndarray, candidate: np.ndarray, precision: str, images: str = "real",
-            tolerance: Tolerance | None = None) -> ParityResult:
-    """Compare (N, D) embeddings and decide pass or fail against the precision's tolerance."""
+            tolerance: Tolerance | None = None, labels: np.ndarray | None = None) -> ParityResult:
+    """Compare (N, D) embeddings and decide pass or fail against the precision's tolerance; ``labels`` (N,)
+    adds the kNN criterion."""
+    tol = tolerance or TOLERANCES[precision]
     if reference.shape != candidate.shape:
-        tol = tolerance or TOLERANCES[precision]
         return ParityResult(float("inf"), float("inf"), float("inf"), -1.0, -1.0, 0.0, int(reference.shape[0]),
                             images, False, tol.to_dict(),
-                            f"output shape {candidate.shape} differs from PyTorch's {reference.shape}")
-    tol = tolerance or TOLERANCES[precision]
+                            f"output shape {candidate.shape} differs from PyTorch's {reference.shape}", ["shape"])
     diff = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
     finite = np.isfinite(candidate).all()
     cos = cosine_rows(reference, candidate) if finite else np.full(len(reference), -1.0)
     overlap = neighbour_overlap(reference, candidate) if finite else 0.0
-    reasons = []
+    use_knn = finite and labels is not None and knn_applies(labels)
+    knn_ref = loo_knn(reference, labels) if use_knn else None
+    knn = loo_knn(candidate, labels) if use_knn else None
+    failed, reasons = [], []
     if not finite:
+        failed.append("non-finite")
         reasons.append("non-finite outputs")
     if cos.min() < tol.min_cosine:
-        reasons.append(f"min cosine {cos.min():.6f} < {tol.min_cosine}")
+        failed.append("worst image")
+        reasons.append(f"worst image cosine {cos.min():.6f} < {tol.min_cosine}")
     if cos.mean() < tol.min_mean_cosine:
+        failed.append("mean cosine")
         reasons.append(f"mean cosine {cos.mean():.6f} < {tol.min_mean_cosine}")
     if overlap < tol.min_overlap:
+        failed.append("overlap")
         reasons.append(f"neighbour overlap@10 {overlap:.3f} < {tol.min_overlap}")
+    if use_knn and knn_ref - knn > tol.max_knn_drop:
+        failed.append("knn")
+        reasons.append(f"kNN top-1 {100 * knn:.1f} vs {100 * knn_ref:.1f}: drop > {100 * tol.max_knn_drop:.1f} points")
     return ParityResult(
         max_abs=float(diff.max()), mean_abs=float(diff.mean()), p99_abs=float(np.percentile(diff, 99)),
         min_cosine=float(cos.min()), mean_cosine=float(cos.mean()), neighbour_overlap=overlap,
         num_images=int(reference.shape[0]), images=images, passed=not reasons, tolerance=tol.to_dict(),
-        reason="; ".join(reasons) or None)
+        reason="; ".join(reasons) or None, failed=failed, knn_reference=knn_ref, knn=knn)

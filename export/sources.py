@@ -9,10 +9,11 @@ from typing import Any
 
 import torch
 
-from distill.checkpoint import load_student
+from distill.checkpoint import TRAIN_STATE_FILE, head_from_train_state, load_student, with_head
 from distill.core.atomic import sha256_file
 from distill.core.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from distill.students import Student, create_student
+from export.errors import ExportError
 
 
 @dataclass
@@ -30,12 +31,21 @@ class Source:
         return Path("runs") / "export" / self.name.replace(":", "_")  # never the export package of a checkout
 
 
-def load_source(spec: str, img_size: int | None = None) -> Source:
-    """Load the student to export; ``img_size`` rebuilds it for another input size (weights unchanged)."""
+EMBEDDINGS = ("backbone", "head")
+
+
+def load_source(spec: str, img_size: int | None = None, embedding: str = "backbone") -> Source:
+    """Load the student to export; ``img_size`` rebuilds it for another input size (weights unchanged);
+    ``embedding="head"`` appends the trained projection head (the teacher-space embedding, e.g. 64-d instead of
+    the backbone's 1280-d), which the papers do not deploy but which costs far less memory and search time."""
+    if embedding not in EMBEDDINGS:
+        raise ExportError(f"unknown --embedding '{embedding}'; valid: {', '.join(EMBEDDINGS)}")
     if spec.startswith("student:"):
         name = spec.split(":", 1)[1]
         size = img_size or 224
         warnings.warn(f"exporting an UNTRAINED {name} (random weights, seed 0): for toolchain checks only", stacklevel=2)
+        if embedding == "head":
+            raise ExportError(f"'{spec}' is an untrained architecture with no head; export --embedding backbone")
         torch.manual_seed(0)
         model = create_student(name, img_size=size).eval()
         pre = Preprocess(input_size=size, mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct=1.0 if size <= 64 else 0.875)
@@ -48,4 +58,8 @@ def load_source(spec: str, img_size: int | None = None) -> Source:
         rebuilt = create_student(loaded.meta["student"], img_size=img_size)
         rebuilt.load_state_dict(model.state_dict())
         model, pre = rebuilt.eval(), pre.override(input_size=img_size)
-    return Source(model, pre, loaded.meta["student"], sha256_file(loaded.path), loaded.path, loaded.meta)
+    if embedding == "head":
+        entry = loaded.meta.get("head") or head_from_train_state(loaded.path.parent / TRAIN_STATE_FILE)
+        model = with_head(model, entry, loaded.path)
+    meta = {**{k: v for k, v in loaded.meta.items() if k != "head"}, "embedding": embedding}
+    return Source(model, pre, loaded.meta["student"], sha256_file(loaded.path), loaded.path, meta)

@@ -1,17 +1,20 @@
-"""Parity tolerances per precision, as data.
+"""The parity gate's numbers per precision, as data: one logic, four criteria, every precision.
 
-An artifact passes when its embeddings of real images keep, against the PyTorch student,
-* ``min_cosine``: the worst image's cosine similarity at least this,
-* ``min_mean_cosine``: the mean cosine over the parity images at least this, and
-* ``min_overlap``: on average this fraction of each image's 10 nearest neighbours.
+An artifact's embeddings of real images are compared with the PyTorch student's, and it passes when all hold:
 
-Absolute errors are reported but not gated: embeddings of an untrained EfficientNet-B0 are ~1e-5 in magnitude,
-so only relative measures carry over between students. The numbers are tuned from the measurements in
-docs/EXPORT.md, with headroom: fp32 graphs differ from eager PyTorch only by operator reordering (cosine >=
-0.999999 measured); fp16 by rounding of weights and activations (worst 0.9997). int8 error is heavy-tailed
-across images (a few images with saturated activations): on trained MobileNetV3 students the worst image
-falls to 0.70-0.95 while the mean stays 0.96-0.99 and the weighted-kNN top-1 moves by less than a point, so
-int8 is gated on the mean, on the neighbours, and on a worst-image floor that catches a collapse (cosine ~0).
+* ``overlap`` (task impact): on average at least ``min_overlap`` of each image's 10 nearest neighbours among the
+  parity images are kept: what a retrieval or kNN user sees;
+* ``knn`` (task impact, where the parity images have class folders): the leave-one-out weighted-kNN top-1 on the
+  parity images drops by at most ``max_knn_drop`` (a fraction: 0.02 = 2 points);
+* ``mean cosine``: the mean cosine over the parity images is at least ``min_mean_cosine``: a drift of every image;
+* ``worst image``: no image's cosine is below ``min_cosine``, a floor that catches a collapse (an image mapped
+  to an unrelated embedding), not the rounding a precision is expected to cause.
+
+The numbers differ per precision only by what each precision's rounding does to a trained student, measured on
+in-domain and on out-of-domain images (docs/EXPORT.md, "The gate"): fp32 differs from eager PyTorch by operator
+order (worst image >= 0.999999), fp16 by rounding (worst 0.998 on out-of-domain images, which the earlier float
+floor of 0.999 refused while int8 passed at 0.66), int8 by quantisation error that is heavy-tailed over images.
+Absolute errors are reported but not gated: an untrained EfficientNet-B0's embeddings are ~1e-5 in magnitude.
 """
 from __future__ import annotations
 
@@ -20,18 +23,21 @@ from dataclasses import asdict, dataclass
 
 @dataclass(frozen=True)
 class Tolerance:
-    min_cosine: float  # the worst image
+    min_cosine: float  # worst image: the collapse floor
     min_mean_cosine: float  # averaged over the parity images
     min_overlap: float  # mean fraction of each image's 10 nearest neighbours kept
+    max_knn_drop: float = 1.0  # leave-one-out weighted-kNN top-1 drop, a fraction (labelled parity images only)
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
 
 
+CRITERIA = ("worst image", "mean cosine", "overlap", "knn")
+
 TOLERANCES: dict[str, Tolerance] = {
-    "fp32": Tolerance(min_cosine=0.9999, min_mean_cosine=0.99999, min_overlap=0.98),
-    "fp16": Tolerance(min_cosine=0.999, min_mean_cosine=0.9999, min_overlap=0.9),
-    "int8": Tolerance(min_cosine=0.6, min_mean_cosine=0.95, min_overlap=0.8),
+    "fp32": Tolerance(min_cosine=0.9999, min_mean_cosine=0.99999, min_overlap=0.98, max_knn_drop=0.01),
+    "fp16": Tolerance(min_cosine=0.99, min_mean_cosine=0.999, min_overlap=0.9, max_knn_drop=0.02),
+    "int8": Tolerance(min_cosine=0.5, min_mean_cosine=0.95, min_overlap=0.8, max_knn_drop=0.03),
 }
 
 # What the int8 float-fallback search (export.fallback) aims for on the calibration images. It aims above the

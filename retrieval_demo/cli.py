@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from distill.core.cli import add_json_flag, positive_int, positive_ints
+from distill.core.errors import ConfigError
 
 HELP = "index an image folder with an exported model; search it from the command line or a web page"
 
@@ -24,7 +25,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     idx.add_argument("--images", required=True, metavar="DIR")
     idx.add_argument("--out", required=True, metavar="INDEX_DIR")
     idx.add_argument("--index", default="flat",
-                     help="flat (exact), ivf, hnsw, or ivfpq (IVF with product-quantised codes: pq-m bytes a vector)")
+                     help="flat (exact), ivf, hnsw, ivfpq (IVF with product-quantised codes: pq-m bytes a vector), or "
+                          "auto (chosen from the number of vectors and --max-memory, tuned to --target-recall)")
+    idx.add_argument("--max-memory", metavar="SIZE", help="auto: the index's memory budget, e.g. 512MB or 2GiB "
+                     "(default: half the available memory)")
+    idx.add_argument("--target-recall", type=float, default=0.9, metavar="R",
+                     help="auto: recall@10 against exact search to reach (default 0.9)")
     idx.add_argument("--nlist", type=positive_int, metavar="N", help="IVF lists (default ~4 sqrt(N))")
     idx.add_argument("--nprobe", type=positive_int, default=8, metavar="N", help="IVF lists searched (saved as default)")
     idx.add_argument("--m", type=positive_int, default=32, metavar="N", help="HNSW neighbours per node")
@@ -69,10 +75,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> dict:
     if args.action == "index":
+        from retrieval_demo.auto import parse_bytes
         from retrieval_demo.store import IndexParams, build_index
 
+        if args.index != "auto" and args.max_memory:
+            raise ConfigError("--max-memory goes with --index auto")
         params = IndexParams(kind=args.index, nlist=args.nlist, m=args.m, nprobe=args.nprobe, ef_search=args.ef_search,
-                             pq_m=args.pq_m, pq_bits=args.pq_bits, opq=args.opq)
+                             pq_m=args.pq_m, pq_bits=args.pq_bits, opq=args.opq, target_recall=args.target_recall,
+                             max_memory=parse_bytes(args.max_memory) if args.max_memory else None)
         return build_index(args.model, args.images, args.out, params, batch_size=args.batch_size, add=args.add,
                            workers=args.workers)
     if args.action == "search":

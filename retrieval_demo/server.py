@@ -5,21 +5,24 @@
     POST /api/search?k=10       multipart ``file`` -> {"results": [{"path", "score", "thumb"}], "embed_ms", "search_ms"}
     GET  /api/random?k=10       the same for a random indexed image, plus its "query" path
     GET  /thumb/<path>          a JPEG thumbnail of an indexed file (only inside the indexed root, else 404)
+    GET  /metrics               request counts and latency histograms, Prometheus text format (retrieval_demo.telemetry)
 
 Bad requests get a 4xx with a JSON ``detail``; the server never dies of one.
 """
 
 import io
 import random
+import time
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
 from urllib.parse import quote
 
 from distill.core.deps import require
-from distill.core.errors import DataError
+from distill.core.errors import ConfigError, DataError
 from distill.core.images import UNREADABLE, load_rgb
 from retrieval_demo.search import Searcher
+from retrieval_demo.telemetry import RequestMetrics
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_K = 100
@@ -34,12 +37,27 @@ def create_app(index_dir: str | Path, max_upload_bytes: int = MAX_UPLOAD_BYTES, 
     require("fastapi", "demo")
     require("python_multipart", "demo")
     from fastapi import FastAPI, File, HTTPException, Query, UploadFile
-    from fastapi.responses import HTMLResponse, JSONResponse, Response
+    from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
     searcher = Searcher(index_dir, mmap=mmap)
     root = searcher.index.root.resolve()
     indexed = set(searcher.index.paths)
     app = FastAPI(title="edgedistill retrieval", docs_url="/api/docs", redoc_url=None)
+    metrics = RequestMetrics({"index_vectors": len(searcher.index), "index_dim": searcher.index.manifest["dim"]})
+    app.state.metrics = metrics
+
+    @app.middleware("http")
+    async def _observe(request, call_next):
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        metrics.observe(request.method, getattr(route, "path", "unmatched"), response.status_code,
+                        time.perf_counter() - t0)
+        return response
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
     page = files("retrieval_demo").joinpath("static/index.html").read_text()
 
     def _respond(result: dict, query: str | None = None) -> dict:
@@ -117,8 +135,22 @@ def create_app(index_dir: str | Path, max_upload_bytes: int = MAX_UPLOAD_BYTES, 
     return app
 
 
+def check_port(host: str, port: int) -> None:
+    """Refuse a port that is taken before the server starts (uvicorn would log it and exit 3)."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); pass another --port or stop the "
+                          "program that holds it") from None
+
+
 def serve(index_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, mmap: bool = False) -> None:
     uvicorn = require("uvicorn", "demo")
     app = create_app(index_dir, mmap=mmap)
+    check_port(host, port)
     print(f"serving {index_dir} on http://{host}:{port}  (Ctrl-C stops)")
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +33,7 @@ from distill.core.deps import require
 from distill.core.embeddings import embed_folder, l2_normalize
 from distill.core.errors import ConfigError, DataError, ModelError
 from distill.core.images import scan_folder
+from retrieval_demo.auto import choose_index, recall_at_k, tune_recall
 
 MANIFEST = "manifest.json"
 INDEX_KINDS = ("flat", "ivf", "hnsw", "ivfpq")
@@ -48,10 +51,14 @@ class IndexParams:
     pq_m: int | None = None  # IVF-PQ: bytes (sub-quantizers) per vector; must divide the dimension (default: D / 20)
     pq_bits: int = 8  # IVF-PQ: bits per sub-quantizer code (8: 256 centroids each, what faiss's fast scan expects)
     opq: bool = False  # IVF-PQ: learn an OPQ rotation first (faiss OPQ), better codes for the same bytes
+    max_memory: int | None = None  # auto: the index's budget in bytes (default: half the available memory)
+    target_recall: float = 0.9  # auto: recall@10 against exact search to reach by raising nprobe / efSearch
 
     def validate(self) -> None:
-        if self.kind not in INDEX_KINDS:
-            raise ConfigError(f"unknown index '{self.kind}'; valid indexes: {', '.join(INDEX_KINDS)}")
+        if self.kind not in (*INDEX_KINDS, "auto"):
+            raise ConfigError(f"unknown index '{self.kind}'; valid indexes: {', '.join(INDEX_KINDS)}, auto")
+        if not 0 < self.target_recall <= 1:
+            raise ConfigError(f"--target-recall must be in (0, 1], got {self.target_recall}")
         for name in ("m", "ef_construction", "nprobe", "ef_search"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
@@ -79,7 +86,7 @@ def build_faiss(vectors: np.ndarray, params: IndexParams):
         nlist = params.nlist or default_nlist(len(vectors))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.train(np.ascontiguousarray(vectors))
-    else:
+    elif params.kind == "ivfpq":
         m = params.pq_m or default_pq_m(dim)
         if dim % m:
             raise ConfigError(f"--pq-m {m} must divide the embedding dimension {dim}")
@@ -91,6 +98,8 @@ def build_faiss(vectors: np.ndarray, params: IndexParams):
         spec = f"{'OPQ%d,' % m if params.opq else ''}IVF{nlist},PQ{m}x{params.pq_bits}"
         index = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
         index.train(np.ascontiguousarray(vectors))
+    else:
+        raise ConfigError(f"unknown index '{params.kind}'; valid indexes: {', '.join(INDEX_KINDS)}")
     index.add(np.ascontiguousarray(vectors))
     return index
 
@@ -155,7 +164,16 @@ class ImageIndex:
         return len(self.paths)
 
     def embeddings(self) -> np.ndarray:
-        return np.load(self.folder / "embeddings.npy")
+        path = self.folder / "embeddings.npy"
+        try:
+            emb = np.load(path)
+        except (OSError, ValueError) as exc:  # missing, truncated ("not fully written"), bad header
+            raise DataError(f"'{path}' is damaged or missing ({str(exc).splitlines()[0]}); rebuild the index "
+                              "without --add") from None
+        if emb.ndim != 2 or len(emb) != len(self.paths):
+            raise DataError(f"'{path}' holds {emb.shape} for {len(self.paths)} indexed images; rebuild the index "
+                              "without --add")
+        return emb
 
     def file_stamps(self) -> list[list[int]]:
         """[size, mtime_ns] per indexed path ([] for an index written before files.json existed)."""
@@ -191,6 +209,36 @@ def _write(folder: Path, index, vectors: np.ndarray, paths: list[str], manifest:
     if files is not None:
         atomic_write_json(folder / FILES, files)
     atomic_write_json(folder / MANIFEST, manifest)  # last: it makes the new files the index
+
+
+def build_measured(vectors: np.ndarray, params: IndexParams) -> tuple[Any, float | None, dict | None]:
+    """Build the index (choosing it first for ``auto``: retrieval_demo.auto) and measure its recall@10 against exact
+    search, raising nprobe / efSearch to the target for ``auto``. ``params`` is resolved in place."""
+    auto = None
+    if params.kind == "auto":
+        params.max_memory = params.max_memory or default_budget()
+        choice = choose_index(len(vectors), int(vectors.shape[1]), params.max_memory)
+        params.kind, params.pq_m, params.opq = choice.kind, choice.pq_m, choice.opq
+        auto = {"chosen": choice.kind, "reason": choice.reason, "max_memory": params.max_memory,
+                "estimated_bytes": choice.estimated_bytes}
+    index = build_faiss(vectors, params)
+    if params.kind in ("ivf", "ivfpq") and not params.nlist:
+        params.nlist = ivf_of(index).nlist
+    recall = None
+    if params.kind != "flat":  # approximate: measure what it loses against exact search (and tune, for auto)
+        if auto is not None:
+            recall, auto["trials"] = tune_recall(index, vectors, params, params.target_recall)
+        else:
+            recall = recall_at_k(index, vectors)
+    return index, recall, auto
+
+
+def default_budget() -> int:
+    """Half the memory available now (Linux), else 4 GB: the --max-memory of --index auto when none is given."""
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2)
+    except (ValueError, OSError, AttributeError):
+        return 4 * 10**9
 
 
 def file_stamp(path: Path) -> list[int]:
@@ -261,19 +309,24 @@ def build_index(model: str, images: str, out: str, params: IndexParams | None = 
     paths = [old_paths[i] for i in unchanged] + new_paths
     if not paths:
         raise DataError(f"no readable images left under '{root}'")
-    index = build_faiss(vectors, params)
-    if params.kind in ("ivf", "ivfpq") and not params.nlist:
-        params.nlist = ivf_of(index).nlist
+    index, recall, auto = build_measured(vectors, params)
     manifest = {"format": "edgedistill.index/1", "root": str(root),
                 "model": {"path": str(Path(model).resolve()), "sha256": fingerprint, "runtime": backend.runtime,
                           "precision": backend.precision},
                 "preprocess": backend.preprocess.to_dict(), "params": asdict(params), "dim": int(vectors.shape[1]),
-                "num_images": len(paths), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                "num_images": len(paths), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "recall@10": 1.0 if recall is None else round(recall, 4)}
+    if auto is not None:
+        manifest["auto"] = auto
     _write(folder, index, vectors, paths, manifest, [current[rel] for rel in paths])
+    if auto is not None and manifest["index_bytes"] > params.max_memory:
+        print(f"note: the built index takes {manifest['index_bytes'] / 1e6:.1f} MB, over the estimate and the "
+              f"--max-memory budget ({params.max_memory / 1e6:.1f} MB)", file=sys.stderr)
     return {"num_images": len(paths), "num_added": len(new_paths) - changed, "num_changed": changed,
             "num_removed": len(removed), "num_skipped": skipped, "bytes_per_vector": manifest["bytes_per_vector"],
-            "dim": int(vectors.shape[1]), "index": params.kind, "seconds": round(time.perf_counter() - t0, 3),
-            "out": str(folder)}
+            "dim": int(vectors.shape[1]), "index": params.kind, "recall@10": manifest["recall@10"],
+            **({"auto": {k: v for k, v in auto.items() if k != "trials"}} if auto else {}),
+            "seconds": round(time.perf_counter() - t0, 3), "out": str(folder)}
 
 
 def rebuild_index(source: str | Path, out: str | Path, params: IndexParams) -> dict[str, Any]:
@@ -282,11 +335,13 @@ def rebuild_index(source: str | Path, out: str | Path, params: IndexParams) -> d
     src = ImageIndex(source)
     t0 = time.perf_counter()
     vectors = src.embeddings()
-    index = build_faiss(vectors, params)
-    if params.kind in ("ivf", "ivfpq") and not params.nlist:
-        params.nlist = ivf_of(index).nlist
-    manifest = {**src.manifest, "params": asdict(params), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    index, recall, auto = build_measured(vectors, params)
+    manifest = {**src.manifest, "params": asdict(params), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "recall@10": 1.0 if recall is None else round(recall, 4)}
+    manifest.pop("auto", None)
+    if auto is not None:
+        manifest["auto"] = auto
     stamps = src.file_stamps()
     _write(Path(out), index, vectors, src.paths, manifest, stamps or None)
     return {"num_images": len(src.paths), "dim": int(vectors.shape[1]), "index": params.kind,
-            "seconds": round(time.perf_counter() - t0, 3), "out": str(out)}
+            "recall@10": manifest["recall@10"], "seconds": round(time.perf_counter() - t0, 3), "out": str(out)}

@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--doc", help="write the table to this Markdown file (between the study markers)")
     p.add_argument("--kinds", default=",".join(INDEX_KINDS))
     p.add_argument("--query-limit", type=int)
+    p.add_argument("--marker", default="study", help="the doc section's marker name (<!-- NAME:begin -->)")
     args = p.parse_args(argv)
     out = Path(args.out)
     rows = run_study(args.model, args.images, args.queries, out, tuple(args.kinds.split(",")), args.query_limit)
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     table = render(rows, command)
     atomic_write_json(out / "study.json", rows)
     if args.doc:
-        write_between_markers(Path(args.doc), "study", table)
+        write_between_markers(Path(args.doc), args.marker, table)
     print(table)
     return 0
 

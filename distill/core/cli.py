@@ -4,7 +4,9 @@ points (each package registers its own, so ``distill`` never imports its downstr
 A command module provides ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> dict``, and may
 provide ``format_result(result) -> str`` for the human-readable summary. With ``--json`` the result is printed
 as one JSON object on the last line of stdout. User errors (:class:`EdgeDistillError`) print
-``edgedistill: error: <message>`` and exit 2; anything else is a bug and keeps its traceback.
+``edgedistill: error: <message>`` and exit 2, and so do file-system failures the user can fix (a full disk, a
+path through a file: :mod:`distill.core.signals`); Ctrl-C exits 130 and SIGTERM 143, each with one line. Anything
+else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from importlib.metadata import entry_points
 from types import ModuleType
 
 from distill.core.errors import EdgeDistillError
+from distill.core.signals import environment_error, interrupt_message, sigterm_as_interrupt
 from distill.core.threads import configure_threads
 
 BUILTIN_COMMANDS = {"train": "distill.commands.train", "eval": "distill.commands.evaluate",
@@ -59,16 +62,24 @@ def execute(module: ModuleType, args: argparse.Namespace) -> int:
     warnings.showwarning = _show_warning
     configure_threads(getattr(args, "threads", None))  # before the command imports torch
     try:
-        result = module.run(args)
+        with sigterm_as_interrupt():
+            result = module.run(args)
     except EdgeDistillError as exc:
         partial = getattr(exc, "result", None)  # e.g. the export table, printed before the error
         if partial is not None:
             _print_result(module, args, partial)
         print(f"edgedistill: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("edgedistill: interrupted", file=sys.stderr)
-        return 130
+    except OSError as exc:
+        error = environment_error(exc)
+        if error is None:
+            raise
+        print(f"edgedistill: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt as exc:
+        message, code = interrupt_message(exc)
+        print(f"edgedistill: {message}", file=sys.stderr)
+        return code
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone reports
         _print_result(module, args, result)
     return 0
@@ -110,13 +121,21 @@ def script(prog: str):
         def main(argv: list[str] | None = None) -> int:
             configure_threads()  # before the helper imports torch, as the edgedistill commands do
             try:
-                return fn(argv)
+                with sigterm_as_interrupt():
+                    return fn(argv)
             except EdgeDistillError as exc:
                 print(f"{prog}: error: {exc}", file=sys.stderr)
                 return exc.exit_code
-            except KeyboardInterrupt:
-                print(f"{prog}: interrupted", file=sys.stderr)
-                return 130
+            except OSError as exc:
+                error = environment_error(exc)
+                if error is None:
+                    raise
+                print(f"{prog}: error: {error}", file=sys.stderr)
+                return error.exit_code
+            except KeyboardInterrupt as exc:
+                message, code = interrupt_message(exc)
+                print(f"{prog}: {message}", file=sys.stderr)
+                return code
 
         return main
 

@@ -23,7 +23,7 @@ import torch
 
 from distill.core.atomic import atomic_write_bytes
 from distill.core.batches import BatchStream
-from distill.core.errors import DataError
+from distill.core.errors import DataError, ModelError
 from distill.core.images import ImageFolder
 from distill.core.progress import progress
 
@@ -137,7 +137,19 @@ def embed_folder(embedder, folder: ImageFolder, batch_size: int = 256, workers: 
         raise DataError(f"none of the {len(folder)} images in '{folder.root}' could be read")
     indices = np.concatenate(idx)
     labels = None if folder.labels is None else folder.labels[indices]
-    return FolderEmbeddings(np.concatenate(feats).astype(np.float32), labels, indices, len(stream.skipped))
+    features = np.concatenate(feats).astype(np.float32)
+    name = getattr(embedder, "name", None)
+    check_finite(features, f"model '{name}'" if isinstance(name, str) else "the model")
+    return FolderEmbeddings(features, labels, indices, len(stream.skipped))
+
+
+def check_finite(features: np.ndarray, what: str) -> None:
+    """Refuse (N, D) embeddings with NaN or inf rows: a damaged weight file passes every load check and then
+    answers with NaN, which kNN and faiss would rank silently."""
+    bad = int((~np.isfinite(features).all(axis=1)).sum())
+    if bad:
+        raise ModelError(f"{what} produced non-finite embeddings (NaN or inf) for {bad} of {len(features)} images; "
+                         "its weights may be damaged: re-export or re-train it")
 
 
 def embedding_key(embedder, folder: ImageFolder) -> str:

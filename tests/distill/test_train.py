@@ -35,6 +35,11 @@ def test_two_steps_of_each_method_on_real_images(cifar_small, resnet56_onnx, tmp
     assert {"student.pt", "checkpoint.pt", "config.json", "summary.json", "eval.json"} <= {p.name for p in out.iterdir()}
     saved = json.loads((out / "config.json").read_text())
     assert saved["method"] == method and saved["img_size"] == 32 and saved["lr"] == pytest.approx(0.05 * 16 / 256)
+    head = torch.load(out / "student.pt", weights_only=True).get("head")  # kept for export --embedding head
+    if saved["head"] == "none":
+        assert head is None
+    else:
+        assert head["kind"] == saved["head"] and head["out_dim"] == saved["embed_dim"] and head["state_dict"]
 
 
 def test_a_killed_run_resumes_to_the_same_weights(cifar_small, resnet56_onnx, tmp_path, monkeypatch):

@@ -66,7 +66,7 @@ def test_a_broken_artifact_is_caught_and_kept_as_failed(student_ckpt, tmp_path, 
     by_precision = {a["precision"]: a for a in report["artifacts"]}
     assert by_precision["fp32"]["status"] == "ok"
     bad = by_precision["fp16"]
-    assert bad["status"] == "parity_failed" and "min cosine" in bad["error"]
+    assert bad["status"] == "parity_failed" and "worst image" in bad["error"]
     assert bad["path"].endswith(".onnx.failed") and not (tmp_path / "resnet10t-onnx-fp16.onnx").exists()
     with pytest.raises(ModelError, match="failed its parity check"):
         load_backend(bad["path"])

@@ -24,7 +24,7 @@ def test_noise_fails_the_tighter_tolerance_first():
     x = rng.standard_normal((100, 32))
     noisy = x + 0.05 * rng.standard_normal(x.shape)
     assert not compare(x, noisy, "fp32").passed
-    assert "min cosine" in compare(x, noisy, "fp32").reason
+    assert "worst image" in compare(x, noisy, "fp32").reason
     assert compare(x, noisy, "int8").min_cosine > TOLERANCES["int8"].min_cosine
 
 
@@ -57,4 +57,33 @@ def test_int8_tolerates_a_few_bad_images_but_not_a_broad_drift():
     assert not r.passed and "mean cosine" in r.reason
     collapsed = tail.copy()
     collapsed[0] = -x[0]  # one image's embedding inverted
-    assert "min cosine" in compare(x, collapsed, "int8").reason
+    assert "worst image" in compare(x, collapsed, "int8").failed
+
+
+def test_one_gate_logic_names_the_failed_criteria():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((200, 32))
+    # fp16-like rounding with one out-of-domain image at cosine ~0.998: rounding, not a collapse, so it passes
+    # (the earlier float floor of 0.999 refused it while int8 passed at 0.66: issue 18)
+    rounded = x + 1e-3 * rng.standard_normal(x.shape)
+    rounded[0] = x[0] + 0.065 * np.linalg.norm(x[0]) / np.sqrt(32) * rng.standard_normal(32)
+    r = compare(x, rounded, "fp16")
+    assert 0.99 < r.min_cosine < 0.999 and r.passed and r.failed == []
+    collapsed = rounded.copy()
+    collapsed[1] = rng.standard_normal(32)  # one image mapped to an unrelated embedding
+    r = compare(x, collapsed, "fp16")
+    assert not r.passed and r.failed[0] == "worst image"
+
+
+def test_knn_criterion_with_labels():
+    rng = np.random.default_rng(4)
+    centres = 3 * rng.standard_normal((4, 16))
+    labels = np.repeat(np.arange(4), 30)
+    x = centres[labels] + rng.standard_normal((120, 16))
+    r = compare(x, x.copy(), "int8", labels=labels)
+    assert r.knn == r.knn_reference > 0.9 and r.passed
+    scrambled = x.copy()
+    scrambled[:40] = centres[(labels[:40] + 1) % 4] + rng.standard_normal((40, 16))  # a third of images move class
+    r = compare(x, scrambled, "int8", labels=labels)
+    assert not r.passed and "knn" in r.failed and r.knn < r.knn_reference - 0.03
+    assert compare(x, scrambled, "int8").knn is None  # no labels, no kNN criterion

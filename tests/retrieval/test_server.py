@@ -80,3 +80,49 @@ def test_browser_uploads_an_image_and_sees_k_thumbnails(flat_index, gallery, tmp
         assert shot.size[0] >= 800
         colours = shot.convert("RGB").getcolors(maxcolors=1 << 20)
     assert colours is not None and len(colours) > 50  # thumbnails drawn, not a blank page
+
+
+def test_metrics_count_requests_in_prometheus_text(flat_index):
+    client = TestClient(create_app(flat_index))
+    for _ in range(3):
+        assert client.post("/api/search?k=2", files={"file": ("q.png", _png(), "image/png")}).status_code == 200
+    assert client.post("/api/search", files={"file": ("x.png", b"nope", "image/png")}).status_code == 415
+    client.get("/thumb/red/0.png")
+    text = client.get("/metrics").text
+    assert 'edgedistill_requests_total{method="POST",route="/api/search",status="200"} 3' in text
+    assert 'edgedistill_requests_total{method="POST",route="/api/search",status="415"} 1' in text
+    assert 'route="/thumb/{rel:path}"' in text and "red/0.png" not in text  # route templates, bounded series
+    assert 'edgedistill_request_duration_seconds_count{route="/api/search"} 4' in text
+    assert 'edgedistill_request_duration_seconds_bucket{route="/api/search",le="+Inf"} 4' in text
+    assert "edgedistill_index_vectors 24" in text
+
+
+def test_bounded_load_test_on_loopback(flat_index, gallery):
+    from tools.load_test import LocalServer, query_images, read_metrics, run_load
+
+    images = query_images(str(gallery / "queries"))
+    with LocalServer(str(flat_index)) as server:
+        assert server.url.startswith("http://127.0.0.1:")
+        result = run_load(server.url, images, requests=40, concurrency=4, max_seconds=60)
+        counted = read_metrics(server.url)
+    assert result["sent"] == result["ok"] == 40 and result["errors"] == 0 and not result["stopped_by_deadline"]
+    assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
+    assert counted == {"200": 40.0}
+
+
+@pytest.mark.parametrize("url", ["http://10.0.0.5:8000", "http://example.com", "http://192.168.1.2"])
+def test_load_test_refuses_other_hosts(url):
+    from distill.core.errors import ConfigError
+    from tools.load_test import run_load
+
+    with pytest.raises(ConfigError, match="127.0.0.1"):
+        run_load(url, [("q.png", _png())], requests=1, concurrency=1, max_seconds=1)
+
+
+def test_load_test_is_bounded_in_time(flat_index, gallery):
+    from tools.load_test import LocalServer, query_images, run_load
+
+    with LocalServer(str(flat_index)) as server:
+        result = run_load(server.url, query_images(str(gallery / "queries")), requests=100_000, concurrency=2,
+                          max_seconds=1.0)
+    assert result["stopped_by_deadline"] and result["sent"] < 100_000 and result["wall_s"] < 30

@@ -1,0 +1,137 @@
+"""``--index auto``: pick the index kind and its parameters from the number of vectors and a memory budget, then
+measure its recall@10 against exact search and raise the search effort until a target recall is met.
+
+The rule follows autofaiss's reasoning (autofaiss itself is not a dependency: it pins its own faiss and numpy):
+
+1. exact search (flat) when it fits the budget and the collection is small enough (<= 100,000 vectors) for a
+   brute-force scan to stay in the millisecond range on a CPU;
+2. else HNSW (M=32) when its vectors and graph fit: the best recall per query time of faiss's CPU indexes;
+3. else IVF-flat when the raw vectors fit (the lists hold them, with 8-byte ids);
+4. else IVF-PQ, with the largest code size (bytes per vector, a divisor of the dimension) that fits, which keeps
+   the most accuracy for the budget; OPQ is added when codes are 8 bytes or fewer per 64 dimensions.
+
+Sizes are estimated from faiss's layouts (below) and checked against the built index's serialised size, which is
+what ``retrieve`` loads (``bytes_per_vector`` in the manifest). Recall is measured on up to 1,000 of the indexed
+vectors used as queries, against a flat index over the same vectors (no N x Q matrix is formed).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from distill.core.errors import ConfigError
+
+FLAT_MAX_VECTORS = 100_000
+HNSW_M = 32
+PQ_MIN_TRAIN = 39 * 256  # faiss wants about 39 training points per centroid, 256 centroids per 8-bit code
+_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30}
+
+
+def parse_bytes(text: str) -> int:
+    """'512MB', '2GiB', '300k', '1e9' -> bytes."""
+    m = re.fullmatch(r"\s*([0-9.eE+]+)\s*([a-zA-Z]*)\s*", str(text))
+    unit = m.group(2).lower() if m else None
+    if not m or unit not in _UNITS:
+        raise ConfigError(f"cannot read '{text}' as a size; write e.g. 512MB, 2GB or 800MiB")
+    try:
+        value = float(m.group(1)) * _UNITS[unit]
+    except ValueError:
+        raise ConfigError(f"cannot read '{text}' as a size; write e.g. 512MB, 2GB or 800MiB") from None
+    if value <= 0:
+        raise ConfigError(f"--max-memory must be positive, got '{text}'")
+    return int(value)
+
+
+def _nlist(n: int) -> int:
+    return max(1, min(int(4 * np.sqrt(n)), n // 39))
+
+
+def estimate_bytes(kind: str, n: int, dim: int, pq_m: int | None = None) -> int:
+    """Serialised size of a faiss index of ``n`` vectors of ``dim`` float32 (an estimate within ~10 %)."""
+    if kind == "flat":
+        return n * dim * 4
+    if kind == "hnsw":  # vectors + level-0 links (2M int32) + upper levels (~1/M of nodes) and levels table
+        return int(n * (dim * 4 + 2 * HNSW_M * 4 * 1.05 + 12))
+    coarse = _nlist(n) * dim * 4
+    if kind == "ivf":
+        return n * (dim * 4 + 8) + coarse
+    if kind == "ivfpq":
+        return n * ((pq_m or 1) + 8) + coarse + 256 * dim * 4
+    raise ConfigError(f"unknown index '{kind}'")
+
+
+@dataclass
+class AutoChoice:
+    kind: str
+    pq_m: int | None
+    opq: bool
+    estimated_bytes: int
+    reason: str
+
+
+def choose_index(n: int, dim: int, max_bytes: int) -> AutoChoice:
+    """The index for ``n`` vectors of ``dim`` under ``max_bytes`` (the rule in the module docstring)."""
+    flat = estimate_bytes("flat", n, dim)
+    if flat <= max_bytes and n <= FLAT_MAX_VECTORS:
+        return AutoChoice("flat", None, False, flat, f"exact search fits ({flat / 1e6:.1f} MB) and {n} <= "
+                          f"{FLAT_MAX_VECTORS} vectors")
+    hnsw = estimate_bytes("hnsw", n, dim)
+    if hnsw <= max_bytes:
+        return AutoChoice("hnsw", None, False, hnsw, f"HNSW{HNSW_M} fits ({hnsw / 1e6:.1f} MB): the best recall per "
+                          "query time")
+    ivf = estimate_bytes("ivf", n, dim)
+    if ivf <= max_bytes:
+        return AutoChoice("ivf", None, False, ivf, f"IVF-flat fits ({ivf / 1e6:.1f} MB), HNSW does not "
+                          f"({hnsw / 1e6:.1f} MB)")
+    if n < PQ_MIN_TRAIN:
+        raise ConfigError(f"{n} vectors of {dim} dimensions need at least {min(flat, ivf) / 1e6:.1f} MB (IVF-PQ needs "
+                          f"{PQ_MIN_TRAIN} vectors to train); raise --max-memory")
+    for m in sorted((d for d in range(1, dim + 1) if dim % d == 0 and d <= dim // 2), reverse=True):
+        size = estimate_bytes("ivfpq", n, dim, m)
+        if size <= max_bytes:
+            return AutoChoice("ivfpq", m, m * 64 <= 8 * dim, size,
+                              f"only compressed codes fit: IVF-PQ with {m} bytes per vector ({size / 1e6:.1f} MB)")
+    smallest = estimate_bytes("ivfpq", n, dim, 1)
+    raise ConfigError(f"no index of {n} vectors fits {max_bytes / 1e6:.1f} MB (the smallest, IVF-PQ with 1-byte "
+                      f"codes, needs {smallest / 1e6:.1f} MB); raise --max-memory")
+
+
+def recall_at_k(index, vectors: np.ndarray, k: int = 10, num_queries: int = 1000, seed: int = 0) -> float:
+    """Mean recall@k of ``index`` against exact inner-product search, on up to ``num_queries`` of ``vectors``."""
+    import faiss
+
+    rng = np.random.default_rng(seed)
+    q = vectors[rng.choice(len(vectors), size=min(num_queries, len(vectors)), replace=False)]
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    exact = faiss.IndexFlatIP(vectors.shape[1])
+    exact.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    k = min(k, len(vectors))
+    _, truth = exact.search(q, k)
+    _, found = index.search(q, k)
+    return float(np.mean([len(np.intersect1d(t, f)) / k for t, f in zip(truth, found)]))
+
+
+def tune_recall(index, vectors: np.ndarray, params, target: float, k: int = 10) -> tuple[float, list[dict]]:
+    """Double nprobe (IVF) or efSearch (HNSW) until recall@k reaches ``target``, the effort is exhausted, or a
+    doubling gains less than 0.002; ``params`` (IndexParams) is updated in place. Returns the recall and the trials."""
+    from retrieval_demo.store import ivf_of, set_search_params
+
+    trials = []
+    while True:
+        set_search_params(index, params)
+        recall = recall_at_k(index, vectors, k)
+        trials.append({"nprobe": params.nprobe, "ef_search": params.ef_search, "recall@10": round(recall, 4)})
+        if recall >= target or params.kind == "flat":
+            return recall, trials
+        if len(trials) > 1 and recall - trials[-2]["recall@10"] < 0.002:
+            return recall, trials  # more effort no longer helps: the codes (PQ) limit the recall
+        ivf = ivf_of(index)
+        if ivf is not None and params.nprobe < ivf.nlist:
+            params.nprobe = min(params.nprobe * 2, ivf.nlist)
+        elif params.kind == "hnsw" and params.ef_search < 1024:
+            params.ef_search *= 2
+        else:
+            return recall, trials

@@ -1,0 +1,86 @@
+"""A workspace of real artifacts, built once by the commands themselves, for the fault-injection suite.
+
+Every artifact kind the project writes is here: a training run (student.pt, checkpoint.pt, config.json), a
+teacher cache, an export (ONNX, OpenVINO IR when installed, export.json) and a retrieval index (index.faiss,
+manifest.json, embeddings). Each fault works on its own copy (``ws``), so damage never leaks between faults.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import make_image, run_cli
+
+COLORS = {"red": (220, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 220)}
+STUDENT = "mobilenetv3_small_050"  # timm, 0.6 M parameters: small artifacts, fast commands
+
+
+class _Teacher(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 16, 3, stride=2, padding=1)
+        self.fc = torch.nn.Linear(16, 32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+
+
+def _ok(proc, what: str) -> None:
+    assert proc.returncode == 0, f"building the workspace ({what}) failed:\n{proc.stderr[-3000:]}"
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("reliability")
+    for c, (name, color) in enumerate(COLORS.items()):
+        for i in range(8):
+            make_image(root / "images" / name / f"{i}.png", size=(36, 36), color=color, seed=100 * c + i)
+        for i in range(2):
+            make_image(root / "queries" / name / f"q{i}.jpg", size=(36, 36), color=color, seed=900 + 10 * c + i)
+    make_image(root / "photo.png")
+    (root / "empty").mkdir()
+    (root / "notes.txt").write_text("not a model\n")
+    torch.manual_seed(0)
+    teacher = _Teacher().eval()
+    example = torch.zeros(1, 3, 32, 32)
+    torch.jit.trace(teacher, example).save(str(root / "teacher.torchscript.pt"))
+    torch.onnx.export(teacher, example, str(root / "teacher.onnx"), input_names=["input"],
+                      output_names=["embedding"], dynamic_axes={"input": {0: "batch"}}, dynamo=False)
+    (root / "teacher.json").write_text(json.dumps({"input_size": [3, 32, 32], "mean": [0.5] * 3, "std": [0.25] * 3,
+                                                   "embedding_dim": 32}))
+    common = ("--workers", "0", "--device", "cpu")
+    _ok(run_cli("distill", "train", "--data", str(root / "images"), "--teacher", str(root / "teacher.torchscript.pt"),
+                "--student", STUDENT, "--img-size", "32", "--batch-size", "8", "--max-steps", "2", "--queue-size",
+                "64", "--out", str(root / "run"), *common), "train")
+    _ok(run_cli("distill", "cache-teacher", "--data", str(root / "images"), "--teacher",
+                str(root / "teacher.torchscript.pt"), "--out", str(root / "cache"), "--chunk-images", "8", *common),
+        "cache-teacher")
+    export = ("--precision", "fp32", "--parity-data", str(root / "images"), "--parity-size", "16", "--timing-s", "0.2")
+    _ok(run_cli("distill", "export", "--model", str(root / "run"), "--format", "onnx", *export,
+                "--out", str(root / "export"), *common), "export onnx")
+    if _has_openvino():
+        _ok(run_cli("distill", "export", "--model", str(root / "run"), "--format", "openvino", *export,
+                    "--out", str(root / "export_ov"), *common), "export openvino")
+    shutil.copy(next((root / "export").glob("*.onnx")), root / "model.onnx")
+    _ok(run_cli("distill", "retrieve", "index", "--model", str(root / "model.onnx"), "--images",
+                str(root / "images"), "--out", str(root / "index"), "--workers", "0"), "retrieve index")
+    return root
+
+
+def _has_openvino() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+@pytest.fixture
+def ws(workspace, tmp_path) -> Path:
+    """A private copy of the workspace for one fault."""
+    copy = Path(shutil.copytree(workspace, tmp_path / "ws", symlinks=True))
+    for manifest in copy.rglob("*.json"):  # paths recorded inside artifacts point into the copy
+        manifest.write_text(manifest.read_text().replace(str(workspace), str(copy)))
+    return copy
