@@ -8,7 +8,9 @@ The rule follows autofaiss's reasoning (autofaiss itself is not a dependency: it
 2. else HNSW (M=32) when its vectors and graph fit: the best recall per query time of faiss's CPU indexes;
 3. else IVF-flat when the raw vectors fit (the lists hold them, with 8-byte ids);
 4. else IVF-PQ, with the largest code size (bytes per vector, a divisor of the dimension) that fits, which keeps
-   the most accuracy for the budget; OPQ is added when codes are 8 bytes or fewer per 64 dimensions.
+   the most accuracy for the budget; OPQ is added when codes are 8 bytes or fewer per 64 dimensions; its top 300
+   candidates are re-ranked by exact cosine against ``embeddings.npy``, memory-mapped (the codes alone cannot order
+   near neighbours: recall@10 0.34 at a million vectors, 0.96 re-ranked, docs/RETRIEVAL.md).
 
 Sizes are estimated from faiss's layouts (below) and checked against the built index's serialised size, which is
 what ``retrieve`` loads (``bytes_per_vector`` in the manifest). Recall is measured on up to 1,000 of the indexed
@@ -25,6 +27,7 @@ from distill.core.errors import ConfigError
 
 FLAT_MAX_VECTORS = 100_000
 HNSW_M = 32
+RERANK = 300  # IVF-PQ candidates re-ranked exactly (docs/RETRIEVAL.md, "A million vectors": 100 gave 0.87)
 PQ_MIN_TRAIN = 39 * 256  # faiss wants about 39 training points per centroid, 256 centroids per 8-bit code
 _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9,
           "kib": 2**10, "mib": 2**20, "gib": 2**30}
@@ -70,6 +73,7 @@ class AutoChoice:
     opq: bool
     estimated_bytes: int
     reason: str
+    rerank: int = 0  # IVF-PQ: exact re-ranking of this many candidates from embeddings.npy on disk
 
 
 def choose_index(n: int, dim: int, max_bytes: int) -> AutoChoice:
@@ -93,14 +97,17 @@ def choose_index(n: int, dim: int, max_bytes: int) -> AutoChoice:
         size = estimate_bytes("ivfpq", n, dim, m)
         if size <= max_bytes:
             return AutoChoice("ivfpq", m, m * 64 <= 8 * dim, size,
-                              f"only compressed codes fit: IVF-PQ with {m} bytes per vector ({size / 1e6:.1f} MB)")
+                              f"only compressed codes fit: IVF-PQ with {m} bytes per vector ({size / 1e6:.1f} MB), "
+                              f"the top {RERANK} re-ranked exactly from embeddings.npy on disk", RERANK)
     smallest = estimate_bytes("ivfpq", n, dim, 1)
     raise ConfigError(f"no index of {n} vectors fits {max_bytes / 1e6:.1f} MB (the smallest, IVF-PQ with 1-byte "
                       f"codes, needs {smallest / 1e6:.1f} MB); raise --max-memory")
 
 
-def recall_at_k(index, vectors: np.ndarray, k: int = 10, num_queries: int = 1000, seed: int = 0) -> float:
-    """Mean recall@k of ``index`` against exact inner-product search, on up to ``num_queries`` of ``vectors``."""
+def recall_at_k(index, vectors: np.ndarray, k: int = 10, num_queries: int = 1000, seed: int = 0,
+                rerank: int = 0) -> float:
+    """Mean recall@k of ``index`` (re-ranking its top ``rerank`` exactly, when set) against exact inner-product
+    search, on up to ``num_queries`` of ``vectors``."""
     import faiss
 
     rng = np.random.default_rng(seed)
@@ -110,7 +117,12 @@ def recall_at_k(index, vectors: np.ndarray, k: int = 10, num_queries: int = 1000
     exact.add(np.ascontiguousarray(vectors, dtype=np.float32))
     k = min(k, len(vectors))
     _, truth = exact.search(q, k)
-    _, found = index.search(q, k)
+    if rerank:
+        from retrieval_demo.store import rerank_exact
+
+        _, found = rerank_exact(vectors, q, index.search(q, min(max(k, rerank), len(vectors)))[1], k)
+    else:
+        _, found = index.search(q, k)
     return float(np.mean([len(np.intersect1d(t, f)) / k for t, f in zip(truth, found)]))
 
 
@@ -122,7 +134,7 @@ def tune_recall(index, vectors: np.ndarray, params, target: float, k: int = 10) 
     trials = []
     while True:
         set_search_params(index, params)
-        recall = recall_at_k(index, vectors, k)
+        recall = recall_at_k(index, vectors, k, rerank=params.rerank)
         trials.append({"nprobe": params.nprobe, "ef_search": params.ef_search, "recall@10": round(recall, 4)})
         if recall >= target or params.kind == "flat":
             return recall, trials

@@ -38,6 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     idx.add_argument("--pq-m", type=positive_int, metavar="M", help="ivfpq: bytes per vector (divides the dim; default D/20)")
     idx.add_argument("--pq-bits", type=positive_int, default=8, metavar="B", help="ivfpq: bits per code (default 8)")
     idx.add_argument("--opq", action="store_true", help="ivfpq: learn an OPQ rotation before quantising")
+    idx.add_argument("--rerank", type=int, default=0, metavar="N",
+                     help="re-rank the top N candidates by exact cosine against embeddings.npy, memory-mapped "
+                          "(for ivfpq: the codes' small RAM with the raw vectors' ordering; auto sets 100 for ivfpq)")
     idx.add_argument("--batch-size", type=positive_int, default=64, metavar="N")
     idx.add_argument("--workers", type=int, default=2, metavar="N")
     idx.add_argument("--add", action="store_true",
@@ -82,6 +85,7 @@ def run(args: argparse.Namespace) -> dict:
             raise ConfigError("--max-memory goes with --index auto")
         params = IndexParams(kind=args.index, nlist=args.nlist, m=args.m, nprobe=args.nprobe, ef_search=args.ef_search,
                              pq_m=args.pq_m, pq_bits=args.pq_bits, opq=args.opq, target_recall=args.target_recall,
+                             rerank=args.rerank,
                              max_memory=parse_bytes(args.max_memory) if args.max_memory else None)
         return build_index(args.model, args.images, args.out, params, batch_size=args.batch_size, add=args.add,
                            workers=args.workers)

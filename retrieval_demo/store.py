@@ -51,6 +51,7 @@ class IndexParams:
     pq_m: int | None = None  # IVF-PQ: bytes (sub-quantizers) per vector; must divide the dimension (default: D / 20)
     pq_bits: int = 8  # IVF-PQ: bits per sub-quantizer code (8: 256 centroids each, what faiss's fast scan expects)
     opq: bool = False  # IVF-PQ: learn an OPQ rotation first (faiss OPQ), better codes for the same bytes
+    rerank: int = 0  # re-rank the top N candidates by exact cosine against embeddings.npy, memory-mapped (0: off)
     max_memory: int | None = None  # auto: the index's budget in bytes (default: half the available memory)
     target_recall: float = 0.9  # auto: recall@10 against exact search to reach by raising nprobe / efSearch
 
@@ -192,8 +193,40 @@ class ImageIndex:
         if nprobe or ef_search:
             set_search_params(self.index, IndexParams(nprobe=nprobe or self.params.nprobe,
                                                       ef_search=ef_search or self.params.ef_search))
-        scores, ids = self.index.search(l2_normalize(np.asarray(queries, np.float32)), min(k, len(self)))
+        q = l2_normalize(np.asarray(queries, np.float32))
+        k = min(k, len(self))
+        if self.params.rerank:
+            _, ids = self.index.search(q, min(max(k, self.params.rerank), len(self)))
+            scores, ids = rerank_exact(self.vectors_on_disk(), q, ids, k)
+        else:
+            scores, ids = self.index.search(q, k)
         return scores, [[self.paths[i] for i in row if i >= 0] for row in ids]
+
+    def vectors_on_disk(self) -> np.ndarray:
+        """embeddings.npy memory-mapped: re-ranking reads only the candidates' rows, the index keeps its RAM."""
+        if getattr(self, "_mapped", None) is None:
+            try:
+                self._mapped = np.load(self.folder / "embeddings.npy", mmap_mode="r")
+            except (OSError, ValueError) as exc:
+                raise DataError(f"'{self.folder / 'embeddings.npy'}' is damaged or missing ({exc}); rebuild the "
+                                "index") from None
+        return self._mapped
+
+
+def rerank_exact(vectors: np.ndarray, queries: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The exact top-k among each query's candidates ``ids`` (Q, N; -1 = none) by inner product with
+    ``vectors`` (a memory map is fine: only the candidate rows are read)."""
+    scores = np.full((len(queries), k), -np.inf, np.float32)
+    out = np.full((len(queries), k), -1, np.int64)
+    for i, (q, row) in enumerate(zip(queries, ids)):
+        cand = row[row >= 0]
+        if not len(cand):
+            continue
+        order = np.sort(cand)  # ascending ids: sequential reads of the map
+        exact = np.asarray(vectors[order], np.float32) @ q
+        top = np.argsort(-exact, kind="stable")[:k]
+        scores[i, :len(top)], out[i, :len(top)] = exact[top], order[top]
+    return scores, out
 
 
 def _write(folder: Path, index, vectors: np.ndarray, paths: list[str], manifest: dict,
@@ -218,7 +251,7 @@ def build_measured(vectors: np.ndarray, params: IndexParams) -> tuple[Any, float
     if params.kind == "auto":
         params.max_memory = params.max_memory or default_budget()
         choice = choose_index(len(vectors), int(vectors.shape[1]), params.max_memory)
-        params.kind, params.pq_m, params.opq = choice.kind, choice.pq_m, choice.opq
+        params.kind, params.pq_m, params.opq, params.rerank = choice.kind, choice.pq_m, choice.opq, choice.rerank
         auto = {"chosen": choice.kind, "reason": choice.reason, "max_memory": params.max_memory,
                 "estimated_bytes": choice.estimated_bytes}
     index = build_faiss(vectors, params)
@@ -229,7 +262,7 @@ def build_measured(vectors: np.ndarray, params: IndexParams) -> tuple[Any, float
         if auto is not None:
             recall, auto["trials"] = tune_recall(index, vectors, params, params.target_recall)
         else:
-            recall = recall_at_k(index, vectors)
+            recall = recall_at_k(index, vectors, rerank=params.rerank)
     return index, recall, auto
 
 
