@@ -87,3 +87,11 @@ def test_knn_criterion_with_labels():
     r = compare(x, scrambled, "int8", labels=labels)
     assert not r.passed and "knn" in r.failed and r.knn < r.knn_reference - 0.03
     assert compare(x, scrambled, "int8").knn is None  # no labels, no kNN criterion
+
+
+def test_a_knn_drop_must_exceed_the_budget_and_chance():
+    from export.parity import knn_drop_fails
+
+    assert not knn_drop_fails(lost=10, gained=3, n=200, budget=0.03)  # 3.5 points, but 7 < 2 sqrt(13): chance
+    assert knn_drop_fails(lost=20, gained=2, n=200, budget=0.03)  # 9 points, 18 > 2 sqrt(22): real
+    assert not knn_drop_fails(lost=40, gained=0, n=2000, budget=0.03)  # significant, but 2 points: within budget
