@@ -93,12 +93,20 @@ def plot(report: dict, path: Path) -> bool:
     rows = [r for r in rows if r["batch_size"] == b1]
     metric = "knn_top1" if any(r["knn_top1"] is not None for r in rows) else "min_cosine"
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    for r in rows:
-        y = r[metric]
-        if y is None:
-            continue
-        ax.scatter(r["p50_ms"], y, s=40)
-        ax.annotate(f"{r['backend']} {r['precision']}", (r["p50_ms"], y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    markers = "osD^vP*Xh<>"
+    drawn = [r for r in rows if r[metric] is not None]
+    for i, r in enumerate(drawn):  # one legend entry per point: labels never sit on each other (close backends)
+        ax.scatter(r["p50_ms"], r[metric], s=50, marker=markers[i % len(markers)], alpha=0.85,
+                   label=f"{r['backend']} {r['precision']} ({r['p50_ms']:.2f} ms)")
+    latencies = [r["p50_ms"] for r in drawn]
+    if latencies and max(latencies) > 8 * min(latencies):  # PyTorch eager next to the runtimes: spread them out
+        ax.set_xscale("log")
+        from matplotlib.ticker import FormatStrFormatter
+
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(FormatStrFormatter("%g"))
+        ax.tick_params(axis="x", which="minor", labelsize=7)
+    ax.legend(fontsize=8, loc="best")
     ax.set_xlabel(f"p50 latency, batch {b1} (ms)")
     ax.set_ylabel("weighted kNN top-1" if metric == "knn_top1" else "min cosine vs PyTorch")
     ax.set_title("latency vs accuracy")

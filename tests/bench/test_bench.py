@@ -127,3 +127,27 @@ def test_cli_user_errors_are_one_line(tmp_path):
     assert proc.stderr.strip().splitlines()[-1].startswith("edgedistill: error:")
     proc = run_cli("bench", str(tmp_path), "--train", str(tmp_path))
     assert proc.returncode == 2 and "--train and --val go together" in proc.stderr
+
+
+def test_the_plot_labels_every_point_in_a_legend(tmp_path, monkeypatch):
+    """Close latencies used to print their labels on top of each other; each point now has a legend entry."""
+    import matplotlib.axes
+
+    from bench.report import plot
+
+    seen = {}
+    real_legend = matplotlib.axes.Axes.legend
+
+    def legend(ax, *a, **kw):
+        seen["labels"] = list(ax.get_legend_handles_labels()[1])
+        seen["xscale"] = ax.get_xscale()
+        return real_legend(ax, *a, **kw)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "legend", legend)
+    rows = [{"status": "ok", "batch_size": 1, "backend": b, "precision": p, "p50_ms": ms, "knn_top1": None,
+             "min_cosine": c} for b, p, ms, c in [("torch", "fp32", 5.9, 1.0), ("onnxruntime", "fp32", 0.44, 1.0),
+                                                   ("openvino", "fp32", 0.46, 1.0), ("openvino", "int8", 0.43, 0.89)]]
+    assert plot({"rows": rows}, tmp_path / "p.png") and (tmp_path / "p.png").stat().st_size > 1000
+    assert seen["labels"] == ["torch fp32 (5.90 ms)", "onnxruntime fp32 (0.44 ms)", "openvino fp32 (0.46 ms)",
+                              "openvino int8 (0.43 ms)"]
+    assert seen["xscale"] == "log"  # 13x apart: a linear axis would crush the runtimes into one spot
