@@ -151,3 +151,15 @@ def test_the_plot_labels_every_point_in_a_legend(tmp_path, monkeypatch):
     assert seen["labels"] == ["torch fp32 (5.90 ms)", "onnxruntime fp32 (0.44 ms)", "openvino fp32 (0.46 ms)",
                               "openvino int8 (0.43 ms)"]
     assert seen["xscale"] == "log"  # 13x apart: a linear axis would crush the runtimes into one spot
+
+
+def test_scenarios_single_stream_and_offline():
+    from bench.report import scenarios, scenarios_table
+
+    rows = [{"status": "ok", "artifact": "a.onnx", "backend": "onnxruntime", "precision": "fp32", "batch_size": bs,
+             "p90_ms": p90, "images_per_s": ips} for bs, p90, ips in [(1, 0.5, 2000.0), (8, 1.8, 4400.0), (32, 7.9, 4050.0)]]
+    rows.append({"status": "error", "artifact": "b.xml", "backend": "openvino", "precision": "int8", "batch_size": 1,
+                 "p90_ms": None, "images_per_s": None})
+    (s,) = scenarios({"rows": rows})  # failed artifacts have no scenario
+    assert s["single_stream_p90_ms"] == 0.5 and s["offline_images_per_s"] == 4400.0 and s["offline_batch_size"] == 8
+    assert "| onnxruntime | fp32 | 0.50 | 4400 | 8 |" in scenarios_table({"rows": rows})
