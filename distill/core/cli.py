@@ -64,25 +64,31 @@ def execute(module: ModuleType, args: argparse.Namespace) -> int:
     try:
         with sigterm_as_interrupt():
             result = module.run(args)
-    except EdgeDistillError as exc:
+    except (EdgeDistillError, OSError, KeyboardInterrupt) as exc:
         partial = getattr(exc, "result", None)  # e.g. the export table, printed before the error
-        if partial is not None:
+        if isinstance(exc, EdgeDistillError) and partial is not None:
             _print_result(module, args, partial)
-        print(f"edgedistill: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except OSError as exc:
-        error = environment_error(exc)
-        if error is None:
+        code = report_failure(exc, "edgedistill")
+        if code is None:
             raise
-        print(f"edgedistill: error: {error}", file=sys.stderr)
-        return error.exit_code
-    except KeyboardInterrupt as exc:
-        message, code = interrupt_message(exc)
-        print(f"edgedistill: {message}", file=sys.stderr)
         return code
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone reports
         _print_result(module, args, result)
     return 0
+
+
+def report_failure(exc: BaseException, prog: str) -> int | None:
+    """Print the one line for a user error, a file-system failure the user can fix, or an interrupt, and return
+    the exit status; None for anything else (a bug: the caller re-raises it with its traceback)."""
+    if isinstance(exc, KeyboardInterrupt):
+        message, code = interrupt_message(exc)
+        print(f"{prog}: {message}", file=sys.stderr)
+        return code
+    error = exc if isinstance(exc, EdgeDistillError) else environment_error(exc) if isinstance(exc, OSError) else None
+    if error is None:
+        return None
+    print(f"{prog}: error: {error}", file=sys.stderr)
+    return error.exit_code
 
 
 def _print_result(module: ModuleType, args: argparse.Namespace, result: dict) -> None:
@@ -123,18 +129,10 @@ def script(prog: str):
             try:
                 with sigterm_as_interrupt():
                     return fn(argv)
-            except EdgeDistillError as exc:
-                print(f"{prog}: error: {exc}", file=sys.stderr)
-                return exc.exit_code
-            except OSError as exc:
-                error = environment_error(exc)
-                if error is None:
+            except (EdgeDistillError, OSError, KeyboardInterrupt) as exc:
+                code = report_failure(exc, prog)
+                if code is None:
                     raise
-                print(f"{prog}: error: {error}", file=sys.stderr)
-                return error.exit_code
-            except KeyboardInterrupt as exc:
-                message, code = interrupt_message(exc)
-                print(f"{prog}: {message}", file=sys.stderr)
                 return code
 
         return main

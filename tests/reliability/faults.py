@@ -3,9 +3,9 @@ error it must answer with. Each row names the command, the arguments (paths rela
 damage done to the copy first, and a phrase the error line must contain (case-insensitive)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 Damage = Callable[[Path], None]
 

@@ -65,23 +65,23 @@ def assert_intact(before: dict[str, str], ws: Path) -> None:
     assert not stray, f"temporary files left behind: {stray}"
 
 
-@pytest.mark.parametrize("fault", FAULTS, ids=[f.id for f in FAULTS])
-def test_fault(fault: Fault, ws: Path):
+def check_fault(fault: Fault, ws: Path) -> None:
     for damage in fault.damage:
         damage(ws)
     before = snapshot(ws)
     assert_clean_failure(run(list(fault.args), ws), fault.needle, fault.code)
     assert_intact(before, ws)
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.id for f in FAULTS])
+def test_fault(fault: Fault, ws: Path):
+    check_fault(fault, ws)
 
 
 @pytest.mark.openvino
 @pytest.mark.parametrize("fault", OPENVINO_FAULTS, ids=[f.id for f in OPENVINO_FAULTS])
 def test_openvino_fault(fault: Fault, ws: Path):
-    for damage in fault.damage:
-        damage(ws)
-    before = snapshot(ws)
-    assert_clean_failure(run(list(fault.args), ws), fault.needle, fault.code)
-    assert_intact(before, ws)
+    check_fault(fault, ws)
 
 
 # -- a disk that fills during a write ---------------------------------------------------------------------------
