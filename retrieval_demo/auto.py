@@ -104,26 +104,43 @@ def choose_index(n: int, dim: int, max_bytes: int) -> AutoChoice:
                       f"codes, needs {smallest / 1e6:.1f} MB); raise --max-memory")
 
 
+def exact_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int = 10) -> np.ndarray:
+    """(Q, k) ids of each query's exact top-k by inner product: a flat faiss index, no N x Q matrix."""
+    import faiss
+
+    exact = faiss.IndexFlatIP(vectors.shape[1])
+    exact.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return exact.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, len(vectors)))[1]
+
+
+def approximate_neighbours(index, queries: np.ndarray, k: int, rerank: int = 0,
+                           vectors: np.ndarray | None = None) -> np.ndarray:
+    """(Q, k) ids from ``index``, its top ``rerank`` re-ranked exactly against ``vectors`` when set."""
+    if not rerank:
+        return index.search(queries, k)[1]
+    from retrieval_demo.store import rerank_exact
+
+    return rerank_exact(vectors, queries, index.search(queries, min(max(k, rerank), index.ntotal))[1], k)[1]
+
+
+def mean_recall(truth: np.ndarray, found: np.ndarray) -> float:
+    """Mean fraction of each row of ``truth`` (Q, k) that ``found`` (Q, k) holds."""
+    return float(np.mean([len(np.intersect1d(t, f)) / len(t) for t, f in zip(truth, found)]))
+
+
+def sample_queries(vectors: np.ndarray, num_queries: int = 1000, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    q = vectors[rng.choice(len(vectors), size=min(num_queries, len(vectors)), replace=False)]
+    return np.ascontiguousarray(q, dtype=np.float32)
+
+
 def recall_at_k(index, vectors: np.ndarray, k: int = 10, num_queries: int = 1000, seed: int = 0,
                 rerank: int = 0) -> float:
     """Mean recall@k of ``index`` (re-ranking its top ``rerank`` exactly, when set) against exact inner-product
     search, on up to ``num_queries`` of ``vectors``."""
-    import faiss
-
-    rng = np.random.default_rng(seed)
-    q = vectors[rng.choice(len(vectors), size=min(num_queries, len(vectors)), replace=False)]
-    q = np.ascontiguousarray(q, dtype=np.float32)
-    exact = faiss.IndexFlatIP(vectors.shape[1])
-    exact.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    k = min(k, len(vectors))
-    _, truth = exact.search(q, k)
-    if rerank:
-        from retrieval_demo.store import rerank_exact
-
-        _, found = rerank_exact(vectors, q, index.search(q, min(max(k, rerank), len(vectors)))[1], k)
-    else:
-        _, found = index.search(q, k)
-    return float(np.mean([len(np.intersect1d(t, f)) / k for t, f in zip(truth, found)]))
+    q = sample_queries(vectors, num_queries, seed)
+    truth = exact_neighbours(vectors, q, k)
+    return mean_recall(truth, approximate_neighbours(index, q, truth.shape[1], rerank, vectors))
 
 
 def tune_recall(index, vectors: np.ndarray, params, target: float, k: int = 10) -> tuple[float, list[dict]]:
@@ -131,10 +148,12 @@ def tune_recall(index, vectors: np.ndarray, params, target: float, k: int = 10) 
     doubling gains less than 0.002; ``params`` (IndexParams) is updated in place. Returns the recall and the trials."""
     from retrieval_demo.store import ivf_of, set_search_params
 
+    q = sample_queries(vectors)
+    truth = exact_neighbours(vectors, q, k)  # once: only the search effort changes between trials
     trials = []
     while True:
         set_search_params(index, params)
-        recall = recall_at_k(index, vectors, k, rerank=params.rerank)
+        recall = mean_recall(truth, approximate_neighbours(index, q, truth.shape[1], params.rerank, vectors))
         trials.append({"nprobe": params.nprobe, "ef_search": params.ef_search, "recall@10": round(recall, 4)})
         if recall >= target or params.kind == "flat":
             return recall, trials

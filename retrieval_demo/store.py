@@ -164,10 +164,11 @@ class ImageIndex:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def embeddings(self) -> np.ndarray:
+    def embeddings(self, mmap: bool = False) -> np.ndarray:
+        """The stored (N, D) normalised embeddings; ``mmap`` maps the file instead of reading it."""
         path = self.folder / "embeddings.npy"
         try:
-            emb = np.load(path)
+            emb = np.load(path, mmap_mode="r" if mmap else None)
         except (OSError, ValueError) as exc:  # missing, truncated ("not fully written"), bad header
             raise DataError(f"'{path}' is damaged or missing ({str(exc).splitlines()[0]}); rebuild the index "
                               "without --add") from None
@@ -205,11 +206,7 @@ class ImageIndex:
     def vectors_on_disk(self) -> np.ndarray:
         """embeddings.npy memory-mapped: re-ranking reads only the candidates' rows, the index keeps its RAM."""
         if getattr(self, "_mapped", None) is None:
-            try:
-                self._mapped = np.load(self.folder / "embeddings.npy", mmap_mode="r")
-            except (OSError, ValueError) as exc:
-                raise DataError(f"'{self.folder / 'embeddings.npy'}' is damaged or missing ({exc}); rebuild the "
-                                "index") from None
+            self._mapped = self.embeddings(mmap=True)
         return self._mapped
 
 

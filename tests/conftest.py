@@ -132,6 +132,21 @@ def make_image(path: Path, size=(40, 30), color=(200, 30, 30), mode="RGB", seed=
     return path
 
 
+COLORS = {"red": (220, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 220)}
+
+
+def colour_gallery(root: Path, database: str = "gallery", size: int = 40) -> Path:
+    """root/<database>/<colour>/<i>.png (8 per class) and root/queries/<colour>/q<i>.jpg (2 per class):
+    coloured noise, three classes, the same seeds wherever it is used."""
+    for c, (name, color) in enumerate(COLORS.items()):
+        for i in range(8):
+            make_image(root / database / name / f"{i}.png", size=(size, size), color=color, seed=100 * c + i)
+        for i in range(2):
+            make_image(root / "queries" / name / f"q{i}.jpg", size=(size, size), color=color,
+                       seed=1000 + 100 * c + i)
+    return root
+
+
 @pytest.fixture
 def synthetic_folder(tmp_path) -> Path:
     """root/<class>/<image>: two classes of coloured noise images in several formats."""

@@ -28,7 +28,8 @@ from distill.core.atomic import atomic_write_json, write_between_markers
 from distill.core.cli import positive_int, script, tool_parser
 from distill.core.embeddings import l2_normalize
 from distill.core.errors import DataError
-from retrieval_demo.store import IndexParams, build_faiss, rerank_exact, set_search_params
+from retrieval_demo.auto import approximate_neighbours, exact_neighbours, mean_recall
+from retrieval_demo.store import IndexParams, build_faiss, set_search_params
 
 
 def extend(real: np.ndarray, n: int, noise: float, seed: int = 0) -> np.ndarray:
@@ -56,14 +57,6 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def exact_truth(vectors: np.ndarray, queries: np.ndarray, k: int = 10) -> np.ndarray:
-    import faiss
-
-    flat = faiss.IndexFlatIP(vectors.shape[1])
-    flat.add(vectors)
-    return flat.search(queries, k)[1]
-
-
 def measure(kind: str, params: IndexParams, vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray,
             latency_queries: int, on_disk: np.ndarray | None = None) -> dict:
     """``on_disk``: the vectors memory-mapped from a .npy file, what re-ranking reads (as ``retrieve`` does)."""
@@ -76,17 +69,11 @@ def measure(kind: str, params: IndexParams, vectors: np.ndarray, queries: np.nda
     set_search_params(index, params)
     size = len(faiss.serialize_index(index))
 
-    def search(q: np.ndarray) -> np.ndarray:
-        if params.rerank:
-            return rerank_exact(on_disk, q, index.search(q, params.rerank)[1], 10)[1]
-        return index.search(q, 10)[1]
-
-    found = search(queries)
-    recall = float(np.mean([len(np.intersect1d(t, f)) / 10 for t, f in zip(truth, found)]))
+    recall = mean_recall(truth, approximate_neighbours(index, queries, 10, params.rerank, on_disk))
     times = []
     for q in queries[:latency_queries]:
         t = time.perf_counter()
-        search(q[None])
+        approximate_neighbours(index, q[None], 10, params.rerank, on_disk)
         times.append((time.perf_counter() - t) * 1000)
     return {"kind": kind, "params": {k: v for k, v in vars(params).items() if v is not None},
             "build_s": round(build_s, 1), "index_mb": round(size / 1e6, 1), "bytes_per_vector": round(size / len(vectors), 1),
@@ -146,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         raise DataError(f"cannot read embeddings.npy: {exc}") from None
     vectors = extend(real, args.n, args.noise)
-    truth = exact_truth(vectors, queries)
+    truth = exact_neighbours(vectors, queries, 10)
     on_disk = None
     if any(CONFIGS[kind].rerank for kind in args.kinds.split(",")):
         Path(args.out).mkdir(parents=True, exist_ok=True)

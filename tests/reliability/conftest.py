@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import make_image, run_cli
+from tests.conftest import colour_gallery, make_image, run_cli
 
-COLORS = {"red": (220, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 220)}
 STUDENT = "mobilenetv3_small_050"  # timm, 0.6 M parameters: small artifacts, fast commands
 
 
@@ -35,12 +34,7 @@ def _ok(proc, what: str) -> None:
 
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("reliability")
-    for c, (name, color) in enumerate(COLORS.items()):
-        for i in range(8):
-            make_image(root / "images" / name / f"{i}.png", size=(36, 36), color=color, seed=100 * c + i)
-        for i in range(2):
-            make_image(root / "queries" / name / f"q{i}.jpg", size=(36, 36), color=color, seed=900 + 10 * c + i)
+    root = colour_gallery(tmp_path_factory.mktemp("reliability"), database="images", size=36)
     make_image(root / "photo.png")
     (root / "empty").mkdir()
     (root / "notes.txt").write_text("not a model\n")

@@ -9,21 +9,12 @@ from distill.core.preprocess import Preprocess
 from distill.students import create_student
 from export import ExportConfig, export_model
 from retrieval_demo import IndexParams, build_index
-from tests.conftest import make_image
-
-COLORS = {"red": (220, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 220)}
-
+from tests.conftest import colour_gallery
 
 @pytest.fixture(scope="session")
 def gallery(tmp_path_factory):
     """gallery/<colour>/<i>.png (8 per class) and queries/<colour>/<i>.jpg (2 per class): coloured noise."""
-    root = tmp_path_factory.mktemp("retrieval")
-    for c, (name, color) in enumerate(COLORS.items()):
-        for i in range(8):
-            make_image(root / "gallery" / name / f"{i}.png", size=(40, 40), color=color, seed=100 * c + i)
-        for i in range(2):
-            make_image(root / "queries" / name / f"q{i}.jpg", size=(40, 40), color=color, seed=1000 + 100 * c + i)
-    return root
+    return colour_gallery(tmp_path_factory.mktemp("retrieval"))
 
 
 @pytest.fixture(scope="session")
