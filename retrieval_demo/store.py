@@ -58,6 +58,8 @@ class IndexParams:
     def validate(self) -> None:
         if self.kind not in (*INDEX_KINDS, "auto"):
             raise ConfigError(f"unknown index '{self.kind}'; valid indexes: {', '.join(INDEX_KINDS)}, auto")
+        if self.rerank < 0:
+            raise ConfigError(f"--rerank must be 0 (off) or a number of candidates, got {self.rerank}")
         if not 0 < self.target_recall <= 1:
             raise ConfigError(f"--target-recall must be in (0, 1], got {self.target_recall}")
         for name in ("m", "ef_construction", "nprobe", "ef_search"):

@@ -107,3 +107,15 @@ def test_an_index_with_rerank_searches_from_disk(tmp_path, onnx_model, gallery):
     scores, paths = index.search(index.embeddings()[:3], 5)
     assert [row[0] for row in paths] == index.paths[:3] and scores.shape == (3, 5)
     assert isinstance(index.vectors_on_disk(), np.memmap)
+
+
+def test_bad_index_flags_are_one_line(tmp_path, onnx_model, gallery):
+    from tests.conftest import run_cli
+
+    for flags, needle in ((["--index", "auto", "--max-memory", "lots"], "cannot read 'lots' as a size"),
+                          (["--index", "hnsw", "--rerank", "-3"], "--rerank must be 0"),
+                          (["--index", "flat", "--max-memory", "1GB"], "--max-memory goes with --index auto")):
+        proc = run_cli("distill", "retrieve", "index", "--model", str(onnx_model), "--images",
+                       str(gallery / "gallery"), "--out", str(tmp_path / "i"), "--workers", "0", *flags)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert needle in proc.stderr.strip().splitlines()[-1]
