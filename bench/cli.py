@@ -31,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-runs", type=positive_int, default=20, metavar="N")
     p.add_argument("--rounds", type=positive_int, default=3, help="interleaved rounds; medians are reported")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--cross-check", action="store_true",
+                   help="also time every OpenVINO artifact with OpenVINO's benchmark_app (same batch sizes and threads)")
     p.add_argument("--out", default="bench_report", metavar="DIR")
     add_json_flag(p)
 
@@ -46,7 +48,8 @@ def run(args: argparse.Namespace) -> dict:
     cfg = BenchConfig(targets=args.targets, data=args.data, train=args.train, val=args.val,
                       train_limit=args.train_limit, val_limit=args.val_limit, batch_sizes=args.batch_sizes,
                       threads=args.threads, warmup_s=args.warmup_s, min_time_s=args.min_time_s,
-                      min_runs=args.min_runs, rounds=args.rounds, device=args.device, out=args.out)
+                      min_runs=args.min_runs, rounds=args.rounds, device=args.device, out=args.out,
+                      cross_check=args.cross_check)
     report = run_bench(cfg)
     keys = ("backend", "precision", "batch_size", "img_size", "status", "p50_ms", "p90_ms", "p99_ms",
             "images_per_s", "peak_rss_mb", "size_mb", "knn_top1", "knn_delta", "min_cosine", "error")

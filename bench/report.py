@@ -94,6 +94,12 @@ def render_markdown(report: dict) -> str:
             "p50/p90/p99 are medians over interleaved rounds of per-call latency on a ready batch "
             "(raw percentiles, as benchmark_app and trtexec report them; p99.9 from 1,000 runs; the mean is trimmed at "
             "2 sigma); end-to-end latency (decode + preprocess + infer) is in report.csv."]
+    if report.get("cross_check"):
+        from bench.crosscheck import cross_check_table
+
+        head += ["", "Cross-check: OpenVINO's benchmark_app on the same IR, same batch and threads, synchronous, one "
+                 "stream, f32 inference precision (its median against bench's p50):", "",
+                 cross_check_table(report["cross_check"])]
     return "\n".join(head) + "\n"
 
 

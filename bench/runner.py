@@ -48,6 +48,7 @@ class BenchConfig:
     device: str = "cpu"
     out: str = "bench_report"
     workers: int = 2
+    cross_check: bool = False  # also run OpenVINO's benchmark_app on every OpenVINO artifact (bench.crosscheck)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -158,6 +159,10 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     report = {"config": asdict(cfg), "environment": env, "student": {"checkpoint": str(reference) if reference else None,
                                                                       "flops_per_image": flops, "params": params},
               "rows": rows, "report_dir": str(out)}
+    if cfg.cross_check:
+        from bench.crosscheck import cross_check
+
+        report["cross_check"] = cross_check(rows, threads, max(cfg.min_time_s, 2.0))
     from bench.report import write_reports
 
     write_reports(report, out)

@@ -1,0 +1,97 @@
+"""``bench --cross-check``: OpenVINO's own ``benchmark_app`` on the same IR, in the same run, beside this tool.
+
+A latency figure is only as good as the harness that took it. OpenVINO ships ``benchmark_app`` (the
+``openvino`` package's console script), the number users compare with; running it on every OpenVINO artifact
+the bench measured, at the same batch sizes and thread count, shows whether this tool's Python loop adds
+overhead or measures something else.
+
+benchmark_app is run the way bench's OpenVINO backend compiles the model (export/backends/openvino_backend.py):
+one stream, ``-nthreads`` = bench's threads, synchronous requests (one at a time, as bench's timing loop),
+``-infer_precision f32`` (the backend's ``INFERENCE_PRECISION_HINT``; without it a bf16-capable CPU runs an
+fp32 IR in bf16), the static input shape ``[batch, 3, S, S]`` and random inputs (benchmark_app's "inference
+only" mode, as bench's timing on a ready batch). Its median latency is compared with bench's p50.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+_UNITS = {"ms": 1.0, "us": 1e-3, "s": 1e3}
+_LINE = re.compile(r"^\[ INFO \]\s+(Median|Average|Min|Max):\s+([0-9.]+)\s*(ms|us|s)\s*$")
+_THROUGHPUT = re.compile(r"^\[ INFO \]\s+Throughput:\s+([0-9.]+)\s*FPS")
+
+
+def benchmark_app() -> str | None:
+    """Path of the benchmark_app script installed beside this Python (the openvino package's), else on PATH."""
+    here = Path(sys.executable).with_name("benchmark_app")
+    return str(here) if here.is_file() else shutil.which("benchmark_app")
+
+
+def command(app: str, xml: str, batch: int, img_size: int, threads: int, seconds: float) -> list[str]:
+    return [app, "-m", xml, "-d", "CPU", "-shape", f"[{batch},3,{img_size},{img_size}]", "-hint", "none",
+            "-nstreams", "1", "-nthreads", str(threads), "-api", "sync", "-infer_precision", "f32",
+            "-t", str(max(1, round(seconds)))]
+
+
+def parse_output(text: str) -> dict:
+    """benchmark_app's summary lines -> {"median_ms", "mean_ms", "min_ms", "max_ms", "throughput"} (images/s).
+
+    Raises ValueError when the median or the throughput is missing (benchmark_app failed or changed format)."""
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if m := _LINE.match(line.strip()):
+            key = {"Median": "median_ms", "Average": "mean_ms", "Min": "min_ms", "Max": "max_ms"}[m.group(1)]
+            found[key] = float(m.group(2)) * _UNITS[m.group(3)]
+        elif m := _THROUGHPUT.match(line.strip()):
+            found["throughput"] = float(m.group(1))
+    if "median_ms" not in found or "throughput" not in found:
+        raise ValueError("no 'Median' latency or 'Throughput' line in benchmark_app's output")
+    return found
+
+
+def run_one(app: str, xml: str, batch: int, img_size: int, threads: int, seconds: float) -> dict:
+    cmd = command(app, xml, batch, img_size, threads, seconds)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
+    except subprocess.TimeoutExpired:
+        return {"error": "benchmark_app did not finish", "command": " ".join(cmd)}
+    try:
+        return {**parse_output(proc.stdout), "command": " ".join(cmd)}
+    except ValueError as exc:
+        tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["no output"]
+        return {"error": f"{exc} (exit {proc.returncode}: {tail[0][:200]})", "command": " ".join(cmd)}
+
+
+def cross_check(rows: list[dict], threads: int, seconds: float, app: str | None = None) -> list[dict]:
+    """One benchmark_app run per measured OpenVINO (artifact, batch size) row; bench's p50 and images/s beside."""
+    app = app or benchmark_app()
+    out = []
+    for r in rows:
+        if r["backend"] != "openvino" or r["status"] != "ok" or not r.get("img_size"):
+            continue
+        entry = {"artifact": r["artifact"], "precision": r["precision"], "batch_size": r["batch_size"],
+                 "bench_p50_ms": r["p50_ms"], "bench_images_per_s": r["images_per_s"]}
+        if app is None:
+            entry["error"] = "benchmark_app not found (it comes with the openvino package: pip install 'edgedistill[openvino]')"
+        else:
+            entry.update(run_one(app, r["artifact"], r["batch_size"], r["img_size"], threads, seconds))
+        if entry.get("median_ms"):
+            entry["ratio"] = entry["bench_p50_ms"] / entry["median_ms"]
+        out.append(entry)
+    return out
+
+
+def cross_check_table(entries: list[dict]) -> str:
+    lines = ["| artifact | batch | bench p50 ms | benchmark_app median ms | bench / benchmark_app | bench images/s | "
+             "benchmark_app images/s |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for e in entries:
+        name = Path(e["artifact"]).name
+        if "error" in e:
+            lines.append(f"| {name} | {e['batch_size']} | {e['bench_p50_ms']:.3f} | error: {e['error']} | | | |")
+            continue
+        lines.append(f"| {name} | {e['batch_size']} | {e['bench_p50_ms']:.3f} | {e['median_ms']:.3f} | "
+                     f"{e['ratio']:.2f} | {e['bench_images_per_s']:.0f} | {e['throughput']:.0f} |")
+    return "\n".join(lines)
