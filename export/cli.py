@@ -82,6 +82,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--int8-fallback", type=_fraction, default=0.75, metavar="F",
                    help="when int8 misses the parity gate, keep up to this fraction of activation quantizers in "
                         "float, the most sensitive first (default 0.75; 0 turns it off)")
+    p.add_argument("--calibration", choices=["auto", "minmax", "percentile", "entropy"], default="auto",
+                   help="ONNX int8 activation ranges: onnxruntime's MinMax, Percentile (99.999) or Entropy calibrator; "
+                        "auto tries them in that order and keeps the first that meets the target, before any float "
+                        "fallback (default auto)")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim simplification")
     p.add_argument("--device", default="cpu", help="where onnxruntime/OpenVINO artifacts run for the parity check")
     p.add_argument("--workers", type=int, default=2)
@@ -108,7 +112,7 @@ def run(args: argparse.Namespace) -> dict:
                        workspace_gb=args.workspace, out=args.out, allow_parity_failure=args.allow_parity_failure,
                        per_channel=args.per_channel, exclude_nodes=args.exclude_nodes, simplify=not args.no_simplify,
                        device=args.device, max_knn_drop=args.max_knn_drop, workers=args.workers,
-                       int8_fallback=args.int8_fallback, onnx_only=args.onnx_only, trt_version=args.trt_version,
+                       int8_fallback=args.int8_fallback, calibration=args.calibration, onnx_only=args.onnx_only, trt_version=args.trt_version,
                        allow_tf32=args.allow_tf32, timing_s=args.timing_s, pick=args.format == "auto")
     report = export_model(cfg)
     arts = report["artifacts"]

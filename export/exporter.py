@@ -29,7 +29,7 @@ from export.formats import FORMATS, PRECISIONS, get_format
 from export.images import load_images, random_images
 from export.metadata import now, versions, write_metadata
 from export.onnx_export import BatchSpec, simplify, torch_to_onnx
-from export.parity import compare, loo_knn
+from export.parity import ParityResult, compare, loo_knn
 from export.sources import Source, load_source
 from export.tolerances import FALLBACK_TARGET
 
@@ -63,6 +63,7 @@ class ExportConfig:
     timing_s: float = 1.0  # per artifact: a short latency measurement at batch 1 after the gate (0: none)
     pick: bool = False  # --format auto: name the fastest artifact that passed the gate as the deployable one
     int8_fallback: float = 0.75  # int8 missing the gate: keep up to this fraction of activation quantizers in float
+    calibration: str = "auto"  # ONNX int8 activation ranges: minmax | percentile | entropy | auto (export.onnx_export)
     embedding: str = "backbone"  # backbone (as the papers deploy) | head (the trained projection: teacher space)
     workers: int = 2
 
@@ -175,17 +176,21 @@ class Exporter:
             return run_batched(lambda a: self.source.model(torch.from_numpy(a)).numpy(), x, self.batch)
 
     # -- int8 float fallback (export.fallback) ------------------------------------------------------------------
+    def judge_int8(self, runner) -> ParityResult:
+        """An int8 candidate's embeddings of the calibration images against PyTorch's, at ``FALLBACK_TARGET``."""
+        calib = self._calibration()
+        if self._calib_reference is None:
+            self._calib_reference = self._embed_torch(calib)
+        return compare(self._calib_reference, run_batched(runner, calib, self.batch), "int8", tolerance=FALLBACK_TARGET)
+
     def _fallback(self, graph) -> FallbackResult:
         """Judge the int8 graph on the calibration images against PyTorch; if it misses ``FALLBACK_TARGET`` (a
         margin above the gate), search for the fewest activation quantizers to keep in float (at most
         ``int8_fallback`` of them)."""
         calib = self._calibration()
-        if self._calib_reference is None:
-            self._calib_reference = self._embed_torch(calib)
 
         def judge(model):
-            return compare(self._calib_reference, run_batched(graph.runner(model), calib, self.batch), "int8",
-                           tolerance=FALLBACK_TARGET)
+            return self.judge_int8(graph.runner(model))
 
         first = judge(graph.model)
         limit = int(self.cfg.int8_fallback * len(graph.quantizers))

@@ -5,7 +5,10 @@
   default, ``onnx.checker`` full check, then onnxslim where the simplified graph keeps the outputs.
 * fp16: weights and activations in float16 with float32 input and output (callers need not change).
 * int8: static QDQ quantisation with onnxruntime on calibration images; per-tensor weights by default
-  (per-channel collapses MobileNetV3's accuracy: onnxruntime issue 11415); nodes can be excluded.
+  (per-channel collapses MobileNetV3's accuracy: onnxruntime issue 11415); nodes can be excluded. The activation
+  ranges come from one of onnxruntime's calibrators (``CALIBRATORS``); ``--calibration auto`` tries them in
+  turn and keeps the first that meets the fallback target on the calibration images, else the closest, before
+  the float fallback (export.fallback) leaves anything in float.
 """
 from __future__ import annotations
 
@@ -23,6 +26,10 @@ from distill.core.threads import ort_session_options
 from export.errors import ExportError
 
 INPUT_NAME, OUTPUT_NAME = "input", "embedding"
+# onnxruntime's static calibrators, in the order --calibration auto tries them: the plain range first (the
+# cheapest, and exact for well-behaved tensors), then the two that clip outliers (a 99.999th-percentile range;
+# the range minimising the KL divergence of the histogram, TensorRT's classic entropy calibration)
+CALIBRATORS = ("minmax", "percentile", "entropy")
 
 
 @dataclass(frozen=True)
@@ -160,8 +167,12 @@ def topological_sort(graph) -> None:
 class ArrayReader:
     """onnxruntime's CalibrationDataReader protocol over an (N, 3, S, S) float32 array, in batches."""
 
-    def __init__(self, images: np.ndarray, batch_size: int):
+    def __init__(self, images: np.ndarray, batch_size: int, pad: bool = False):
+        """``pad``: repeat the last image to fill the last batch (a graph with a static batch takes no other)."""
         self.batches = [images[i:i + batch_size] for i in range(0, len(images), batch_size)]
+        if pad and self.batches and len(self.batches[-1]) < batch_size:
+            last = self.batches[-1]
+            self.batches[-1] = np.concatenate([last, np.repeat(last[-1:], batch_size - len(last), axis=0)])
         self.i = 0
 
     def get_next(self):
@@ -174,10 +185,20 @@ class ArrayReader:
         self.i = 0
 
 
+def _even_batch(n: int, method: str, most: int = 16) -> int:
+    """Calibration batch size: ``most`` for MinMax; for the histogram calibrators the largest divisor of ``n`` up
+    to ``most``, since onnxruntime stacks their per-batch outputs into one array and fails on a short last batch
+    ("inhomogeneous shape", onnxruntime 1.32)."""
+    if method == "minmax":
+        return most
+    return max(d for d in range(1, most + 1) if n % d == 0)
+
+
 def to_int8(src: Path, dst: Path, calib: np.ndarray, *, per_channel: bool = False,
             exclude_nodes: tuple[str, ...] = (), symmetric_activations: bool = False,
-            batch: BatchSpec = BatchSpec()) -> Path:
-    """Static QDQ quantisation on calibration images.
+            batch: BatchSpec = BatchSpec(), method: str = "minmax") -> Path:
+    """Static QDQ quantisation on calibration images, activation ranges from the calibrator ``method``
+    (one of ``CALIBRATORS``).
 
     Default U8S8 (uint8 activations, int8 weights): the fast mode of onnxruntime on x86 CPUs without VNNI.
     ``symmetric_activations`` gives the explicit-quantisation form TensorRT needs: S8S8 with zero points at 0,
@@ -188,15 +209,18 @@ def to_int8(src: Path, dst: Path, calib: np.ndarray, *, per_channel: bool = Fals
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     prep = dst.with_name(f".{dst.stem}.prep.onnx")
+    reader = (ArrayReader(calib, batch.static, pad=True) if batch.static
+              else ArrayReader(calib, _even_batch(len(calib), method)))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             quant_pre_process(str(src), str(prep), skip_symbolic_shape=True)
             quantize_static(
-                str(prep), str(dst), ArrayReader(calib, batch.static or 16), quant_format=QuantFormat.QDQ,
+                str(prep), str(dst), reader, quant_format=QuantFormat.QDQ,
                 activation_type=QuantType.QInt8 if symmetric_activations else QuantType.QUInt8,
                 weight_type=QuantType.QInt8, per_channel=per_channel, nodes_to_exclude=list(exclude_nodes),
-                calibrate_method=CalibrationMethod.MinMax,
+                calibrate_method={"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+                                  "entropy": CalibrationMethod.Entropy}[method],
                 extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True,
                                "QDQKeepRemovableActivations": True, "QuantizeBias": not symmetric_activations})
     except Exception as exc:
@@ -216,10 +240,38 @@ def build(ctx, precision: str, base_onnx: Path, target: Path, work: Path) -> tup
     elif precision == "fp16":
         to_fp16(base_onnx, target)
     else:
-        to_int8(base_onnx, target, ctx.calibration(), per_channel=cfg.per_channel, exclude_nodes=cfg.exclude_nodes,
-                batch=ctx.batch)
+        calibration = calibrate(ctx, base_onnx, target, work)
         options = {"per_channel": cfg.per_channel, "exclude_nodes": list(cfg.exclude_nodes),
                    "calibration_images": cfg.calib_size, "activations": "uint8", "weights": "int8",
-                   "fallback": ctx.onnx_fallback(target).to_dict()}
+                   "calibration": calibration, "fallback": ctx.onnx_fallback(target).to_dict()}
     options["opset"] = cfg.opset
     return target, options
+
+
+def calibrate(ctx, base_onnx: Path, target: Path, work: Path) -> dict:
+    """Quantise ``base_onnx`` into ``target`` with the calibrator ``--calibration`` names; with ``auto``, each of
+    ``CALIBRATORS`` in turn until one meets the fallback target on the calibration images (else the one with the
+    best worst-image cosine). Returns {"method": chosen, "tried": [{method, passed, min_cosine, mean_cosine}]}."""
+    import onnx
+
+    from export.qdq import QDQGraph
+
+    cfg = ctx.cfg
+    methods = CALIBRATORS if cfg.calibration == "auto" else (cfg.calibration,)
+    tried, best = [], None
+    for method in methods:
+        candidate = target if len(methods) == 1 else work / f"int8-{method}.onnx"
+        to_int8(base_onnx, candidate, ctx.calibration(), per_channel=cfg.per_channel,
+                exclude_nodes=cfg.exclude_nodes, batch=ctx.batch, method=method)
+        if len(methods) == 1:
+            return {"method": method, "tried": []}
+        graph = QDQGraph(onnx.load(str(candidate)))
+        result = ctx.judge_int8(graph.runner(graph.model))
+        tried.append({"method": method, "passed": result.passed, "min_cosine": round(result.min_cosine, 5),
+                      "mean_cosine": round(result.mean_cosine, 5)})
+        if best is None or (result.passed, result.min_cosine) > (best[1].passed, best[1].min_cosine):
+            best = (candidate, result, method)
+        if result.passed:
+            break
+    shutil.copyfile(best[0], target)
+    return {"method": best[2], "tried": tried}

@@ -18,17 +18,34 @@ from export.errors import ExportError
 
 def export_openvino_ir(onnx_fp32: Path, xml: Path, precision: str, calib: np.ndarray | None = None,
                        subset_size: int = 300, accuracy: tuple[np.ndarray, Callable] | None = None,
-                       max_drop: float | None = None, refine: Callable | None = None):
+                       max_drop: float | None = None, refine: Callable | None = None,
+                       methods: tuple[str, ...] = ("minmax",), judge: Callable | None = None):
     """Convert, quantise (int8), optionally ``refine`` the quantised ``ov.Model`` (the float fallback: ``refine``
-    returns the model to save and what it found), save. Returns what ``refine`` found, else ``None``."""
+    returns the model to save and what it found), save. Returns (what ``refine`` found, the calibration record).
+
+    int8 with several ``methods`` (activation range estimators, ``RANGES``): each in turn, judged by ``judge``
+    (``ov.Model`` -> ParityResult) until one passes, else the one with the best worst-image cosine."""
     ov = require("openvino", "openvino", "OpenVINO export")
-    found = None
+    found, calibration = None, None
     try:
         model = ov.convert_model(str(onnx_fp32))
     except Exception as exc:
         raise ExportError(f"openvino.convert_model failed: {str(exc).splitlines()[0]}") from None
     if precision == "int8":
-        model = _quantize(model, calib, subset_size, accuracy, max_drop)
+        tried, best = [], None
+        for method in methods:
+            quantized = _quantize(model.clone(), calib, subset_size, accuracy, max_drop, method)
+            if len(methods) == 1 or judge is None:
+                best = (quantized, None, method)
+                break
+            result = judge(quantized)
+            tried.append({"method": method, "passed": result.passed, "min_cosine": round(result.min_cosine, 5),
+                          "mean_cosine": round(result.mean_cosine, 5)})
+            if best is None or (result.passed, result.min_cosine) > (best[1].passed, best[1].min_cosine):
+                best = (quantized, result, method)
+            if result.passed:
+                break
+        model, calibration = best[0], {"method": best[2], "tried": tried}
         if refine is not None:
             model, found = refine(model)
     tmp = xml.with_name(f".{xml.stem}.tmp.xml")
@@ -41,7 +58,7 @@ def export_openvino_ir(onnx_fp32: Path, xml: Path, precision: str, calib: np.nda
     finally:
         tmp.unlink(missing_ok=True)
         tmp.with_suffix(".bin").unlink(missing_ok=True)
-    return found
+    return found, calibration
 
 
 def build(ctx, precision: str, base_onnx: Path, target: Path, work: Path) -> tuple[Path, dict]:
@@ -51,20 +68,24 @@ def build(ctx, precision: str, base_onnx: Path, target: Path, work: Path) -> tup
         export_openvino_ir(base_onnx, target, precision)
         return target, {}
     cfg = ctx.cfg
-    found = export_openvino_ir(base_onnx, target, precision, ctx.calibration(), cfg.calib_size,
-                               ctx.accuracy_data(), cfg.max_knn_drop, refine=ctx.openvino_fallback)
+    methods = tuple(RANGES) if cfg.calibration == "auto" else (cfg.calibration,)
+    found, calibration = export_openvino_ir(
+        base_onnx, target, precision, ctx.calibration(), cfg.calib_size, ctx.accuracy_data(), cfg.max_knn_drop,
+        refine=ctx.openvino_fallback, methods=methods,
+        judge=lambda model: ctx.judge_int8(FakeQuantizeGraph.runner(model)))
     return target, {"subset_size": cfg.calib_size, "max_knn_drop": cfg.max_knn_drop, "preset": "mixed",
-                    "activation_ranges": "minmax", "fallback": found.to_dict()}
+                    "activation_ranges": calibration["method"], "calibration": calibration,
+                    "fallback": found.to_dict()}
 
 
-def _quantize(model, calib, subset_size, accuracy, max_drop):
+def _quantize(model, calib, subset_size, accuracy, max_drop, method: str = "minmax"):
     nncf = require("nncf", "openvino", "int8 quantisation with NNCF")
     if calib is None or len(calib) == 0:
         raise ExportError("int8 needs calibration images: pass --calib DIR")
     items = [calib[i:i + 1] for i in range(len(calib))]
     dataset = nncf.Dataset(items)
     subset = min(subset_size, len(items))
-    preset, advanced = nncf_options(nncf)
+    preset, advanced = nncf_options(nncf, method)
     try:
         if accuracy is not None and max_drop is not None:
             val_images, metric = accuracy
@@ -78,16 +99,36 @@ def _quantize(model, calib, subset_size, accuracy, max_drop):
         raise ExportError(f"NNCF quantisation failed: {str(exc).splitlines()[0]}") from None
 
 
-def nncf_options(nncf) -> tuple:
-    """MIXED preset (asymmetric activations, as onnxruntime's uint8) and min-max activation ranges over the
-    whole calibration set. NNCF's default range is an average of per-image extremes, which clips the images with
-    the largest activations: the one-epoch MobileNetV3 student's int8 failed the gate on its worst image (cosine
-    0.33, docs/EXPORT.md at commit 7ac5dfd) and passes as plain int8 with these options (docs/EXPORT.md)."""
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
-    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+# NNCF activation range estimators behind --calibration (the names of onnxruntime's calibrators they stand for):
+# minmax: extremes over the whole calibration set; percentile: per image the 1e-4 / 1 - 1e-4 quantiles, then their
+# extremes over the images (outliers inside an image clipped, no image's range cut short); entropy: NNCF's
+# HISTOGRAM estimator, the range minimising the quantisation error on the histogram (the role of onnxruntime's
+# and TensorRT's entropy calibration: a range chosen from the distribution, not its extremes)
+RANGES = ("minmax", "percentile", "entropy")
 
-    return nncf.QuantizationPreset.MIXED, AdvancedQuantizationParameters(
-        activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX)
+
+def nncf_options(nncf, method: str = "minmax") -> tuple:
+    """MIXED preset (asymmetric activations, as onnxruntime's uint8) and the activation range estimator ``method``
+    (``RANGES``). min-max over the whole calibration set is the first: NNCF's default range is an average of
+    per-image extremes, which clips the images with the largest activations: the one-epoch MobileNetV3 student's
+    int8 failed the gate on its worst image (cosine 0.33, docs/EXPORT.md at commit 7ac5dfd) and passes as plain
+    int8 with min-max (docs/EXPORT.md)."""
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.range_estimator import (AggregatorType, RangeEstimatorParameters,
+                                                   RangeEstimatorParametersSet, StatisticsCollectorParameters,
+                                                   StatisticsType)
+
+    if method == "percentile":
+        ranges = RangeEstimatorParameters(
+            min=StatisticsCollectorParameters(statistics_type=StatisticsType.QUANTILE, aggregator_type=AggregatorType.MIN,
+                                              quantile_outlier_prob=1e-4),
+            max=StatisticsCollectorParameters(statistics_type=StatisticsType.QUANTILE, aggregator_type=AggregatorType.MAX,
+                                              quantile_outlier_prob=1e-4))
+    elif method == "entropy":
+        ranges = RangeEstimatorParametersSet.HISTOGRAM
+    else:
+        ranges = RangeEstimatorParametersSet.MINMAX
+    return nncf.QuantizationPreset.MIXED, AdvancedQuantizationParameters(activations_range_estimator_params=ranges)
 
 
 class FakeQuantizeGraph:

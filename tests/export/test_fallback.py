@@ -135,8 +135,16 @@ def test_export_falls_back_to_float_where_int8_misses_the_gate(cifar_small, tmp_
     assert ("slower than fp32" in proc.stderr) == (kept > 0.25 * total)
     from export.metadata import read_metadata
 
-    fallback = read_metadata(art["path"])["options"]["fallback"]
+    options = read_metadata(art["path"])["options"]
+    fallback = options["fallback"]
     assert fallback["passed"] and len(fallback["float_quantizers"]) == kept
+    # the calibrators (onnxruntime's, NNCF's range estimators) tried in turn before any fallback: none met the
+    # target here, and the fallback started from the one with the best worst image
+    from export.onnx_export import CALIBRATORS
+
+    tried = options["calibration"]["tried"]
+    assert [t["method"] for t in tried] == list(CALIBRATORS) and not any(t["passed"] for t in tried)
+    assert options["calibration"]["method"] == max(tried, key=lambda t: t["min_cosine"])["method"]
     assert not fallback["trials"][0]["passed"] and fallback["trials"][-1]["passed"] is not None
     # the ranking the search used, kept for the user: <artifact>.sensitivity.csv, worst first
     import csv
