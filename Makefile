@@ -94,7 +94,7 @@ TRAINED  ?= $(OUT)/student
 bench: setup data
 	$(BIN)/python -m pytest tests/benchmarks -q --benchmark-only --benchmark-autosave \
 	  --benchmark-columns=median,iqr,ops,rounds --benchmark-group-by=group
-	$(BIN)/python -m tools.bench_suite --out runs/bench --doc docs/BENCHMARKS.md --export-doc '' \
+	$(BIN)/python -m tools.bench_suite --out runs/bench --doc docs/BENCHMARKS.md --export-doc '' --cross-check \
 	  $(if $(wildcard $(VAL)),--train $(DATA) --val $(VAL)) \
 	  $(if $(wildcard $(TRAINED)/student.pt),--trained $(STUDENT)=$(TRAINED))
 	$(BIN)/python -m tools.bench_training --data $(CIFAR)/train --teacher $(TESTBED)/teachers/cifar_resnet56.torchscript.pt \

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from bench.report import markdown_table
+from bench.report import markdown_table, scenarios_table
 from bench.runner import BenchConfig, run_bench
 from distill.checkpoint import save_student
 from distill.core.atomic import atomic_write_text, write_between_markers
@@ -54,6 +54,7 @@ class SuiteConfig:
     calib_size: int = 128  # int8 calibration images, from --train where given (never the parity images)
     parity_size: int = 64
     parity_only: bool = False  # export and gate, no timing: only the parity table of --export-doc
+    cross_check: bool = False  # OpenVINO's benchmark_app beside every OpenVINO row (bench.crosscheck)
 
 
 def _student_run(cfg: SuiteConfig, name: str, size: int, out: Path) -> tuple[Path, bool]:
@@ -100,7 +101,7 @@ def run_suite(cfg: SuiteConfig) -> list[dict]:
                                     train=cfg.train if trained else None, val=cfg.val if trained else None,
                                     train_limit=cfg.train_limit, val_limit=cfg.val_limit, batch_sizes=cfg.batch_sizes,
                                     warmup_s=cfg.warmup_s, min_time_s=cfg.min_time_s, rounds=cfg.rounds,
-                                    out=str(out / f"{name}-{size}-report"), workers=0)
+                                    out=str(out / f"{name}-{size}-report"), workers=0, cross_check=cfg.cross_check)
             report = run_bench(bench_cfg)
             sections.append({"student": name, "img_size": size, "trained": trained, "report": report,
                              "export": exported})
@@ -161,7 +162,14 @@ def render(sections: list[dict], command: str) -> str:
         kind = "trained (SEED run), kNN on the labelled split" if s["trained"] else "untrained, seed-0 weights"
         lines += [f"## {s['student']} at {s['img_size']}x{s['img_size']} ({kind})", "",
                   f"{student['params'] / 1e6:.2f} M parameters, {student['flops_per_image'] / 1e6:.1f} MFLOPs per image.",
-                  "", markdown_table(r), "", _floor_line(r), ""]
+                  "", markdown_table(r), "", _floor_line(r), "",
+                  "Single-stream (batch 1, p90) and offline (best images/s over the batch sizes):", "",
+                  scenarios_table(r), ""]
+        if r.get("cross_check"):
+            from bench.crosscheck import cross_check_table
+
+            lines += ["Cross-check with OpenVINO's benchmark_app (same IR, batch and threads; sync, one stream, f32 "
+                      "inference precision):", "", cross_check_table(r["cross_check"]), ""]
     return "\n".join(lines)
 
 
@@ -184,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-limit", type=int, default=1000)
     p.add_argument("--calib-size", type=int, default=128, help="int8 calibration images (from --train where given)")
     p.add_argument("--parity-size", type=int, default=64, help="parity images (from --val)")
+    p.add_argument("--cross-check", action="store_true", help="also run OpenVINO's benchmark_app on every IR")
     p.add_argument("--parity-only", action="store_true",
                    help="export and gate only, no timing: rewrites just the parity table of --export-doc")
     args = p.parse_args(argv)
@@ -193,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                       trained=dict(t.split("=", 1) for t in args.trained), train=args.train, val=args.val,
                       rounds=args.rounds, min_time_s=args.min_time_s, warmup_s=args.warmup_s,
                       train_limit=args.train_limit, val_limit=args.val_limit, calib_size=args.calib_size,
-                      parity_size=args.parity_size, parity_only=args.parity_only)
+                      parity_size=args.parity_size, parity_only=args.parity_only,
+                      cross_check=args.cross_check)
     sections = run_suite(cfg)
     command = "python -m tools.bench_suite " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     if cfg.parity_only:
