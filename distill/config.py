@@ -57,7 +57,7 @@ class TrainConfig:
     save_every: int = 0  # steps between mid-epoch checkpoints (0: epoch ends only)
     max_steps: int | None = None  # stop early (smoke tests, fixed budgets)
     amp: bool = True  # bf16/fp16 autocast on CUDA (ignored on CPU)
-    channels_last: bool = True  # on CUDA (ignored on CPU)
+    channels_last: bool = True  # NHWC student (CUDA and CPU; on the CPU 2.3x the NCHW step: docs/BENCHMARKS.md)
     compile: bool = False  # torch.compile the student + head (pays a compile time up front)
     sync_bn: bool = False  # BatchNorm over the global batch under torchrun (distill.sync_bn)
     teacher_cache: str | None = None  # folder from `edgedistill cache-teacher`: no teacher forward passes

@@ -47,4 +47,6 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-every", type=int, default=0, help="steps between mid-epoch checkpoints (0: epoch ends)")
     p.add_argument("--max-steps", type=positive_int, help="stop after N steps (smoke tests, fixed budgets)")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    p.add_argument("--no-channels-last", action="store_true",
+                   help="keep the student in NCHW (default NHWC, the faster layout for convolutions on CPU and GPU)")
     p.add_argument("--compile", action="store_true", help="torch.compile the student (compiles for a while first)")

@@ -81,3 +81,24 @@ def test_alexnet_and_efficientnet_train_at_32px(cifar_small, resnet56_onnx, tmp_
     for student in ("alexnet", "efficientnet_b0"):
         summary = Trainer(_cfg(cifar_small, resnet56_onnx, tmp_path / student, student=student, max_steps=1)).fit()
         assert summary["steps"] == 1 and summary["final_loss"] == summary["final_loss"]  # finite (not NaN)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_the_student_trains_in_nhwc_unless_asked_otherwise(cifar_small, testbed, tmp_path, channels_last):
+    """NHWC on the CPU too (2.3x the NCHW cached step here, docs/BENCHMARKS.md): weights, momentum copy and the
+    inputs the student sees; --no-channels-last keeps torch's default layout. The saved student loads either way."""
+    teacher = testbed / "teachers" / "cifar_resnet56.torchscript.pt"
+    trainer = Trainer(_cfg(cifar_small, teacher, tmp_path / "run", method="compress", max_steps=1,
+                           channels_last=channels_last))
+    convs = [m.weight for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    momentum = [m.weight for m in trainer.momentum.modules() if isinstance(m, torch.nn.Conv2d)]
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    assert all(w.is_contiguous(memory_format=layout) for w in convs + momentum if w.shape[-1] > 1)
+    seen = []
+    first = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
+    first.register_forward_pre_hook(lambda mod, inp: seen.append(inp[0].is_contiguous(memory_format=layout)))
+    assert trainer.fit()["steps"] == 1 and seen and all(seen)
+    from distill.checkpoint import load_student
+
+    loaded = load_student(tmp_path / "run" / "student.pt")
+    assert loaded.model(torch.zeros(2, 3, 32, 32)).shape[0] == 2
