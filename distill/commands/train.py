@@ -25,10 +25,7 @@ LOSS_FLAGS = (("--tau-s", "tau_s", float, "SEED student temperature (default 0.2
               ("--tau", "tau", float, "CompRess temperature, both sides (default 0.04)"),
               ("--temperature", "temperature", float, "DisCo InfoNCE temperature (default 0.2)"),
               ("--mse-weight", "mse_weight", float, "DisCo weight of the MSE-to-teacher term (default 1)"),
-              ("--only-mse", "only_mse", "flag", "DisCo without its contrastive term (the official --only-mse)"),
-              ("--feature-bn", "feature_bn", "flag",
-               "CompRess-1q: batch-standardise the student feature before the linear mapping (not in the official "
-               "code; needed by students without BatchNorm, e.g. AlexNet at 32 px)"))
+              ("--only-mse", "only_mse", "flag", "DisCo without its contrastive term (the official --only-mse)"))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

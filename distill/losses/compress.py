@@ -58,20 +58,12 @@ class CompRess1qLoss(DistillLoss):
         p_T = softmax(t . Q_T / tau),  p_S = softmax(norm(W s + b) . Q_T / tau),  L = KL(p_T || p_S)
 
     With ``--head none`` (the default, official form) ``s`` is the backbone feature itself.
-
-    ``feature_bn`` (``--feature-bn``, a deviation from the official code) standardises ``s`` over the batch
-    (BatchNorm1d without affine parameters) before the mapping. The official AlexNet has no BatchNorm; at 32 px
-    its random fc7 features all point the same way (mean pairwise cosine 1.000 on CIFAR-10), ``norm(W s + b)``
-    is then nearly the same for every image, and the backbone collapses instead of learning (docs/RESULTS.md).
-    The deployed student is the backbone: the normalisation lives in the loss and is not exported.
     """
 
-    def __init__(self, student_dim: int, teacher_dim: int, *, queue_size: int = 128000, tau: float = 0.04,
-                 feature_bn: bool = False, gather=None):
+    def __init__(self, student_dim: int, teacher_dim: int, *, queue_size: int = 128000, tau: float = 0.04, gather=None):
         super().__init__(gather)
         self.tau = tau
-        linear = nn.Linear(student_dim, teacher_dim)
-        self.proj = nn.Sequential(nn.BatchNorm1d(student_dim, affine=False), linear) if feature_bn else linear
+        self.proj = nn.Linear(student_dim, teacher_dim)
         self.teacher_queue = EmbeddingQueue(queue_size, teacher_dim)
 
     def forward(self, student, teacher, momentum=None):
