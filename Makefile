@@ -17,8 +17,8 @@ VAL      ?= $(CIFAR)/test
 TEACHER  ?= $(TESTBED)/teachers/cifar_resnet56.onnx
 STUDENT  ?= mobilenetv3_large_100
 METHOD   ?= seed
-LIMIT    ?= 10000
-EPOCHS   ?= 6
+LIMIT    ?= 20000
+EPOCHS   ?= 8
 
 comma    := ,
 

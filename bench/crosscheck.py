@@ -21,6 +21,7 @@ from pathlib import Path
 
 _UNITS = {"ms": 1.0, "us": 1e-3, "s": 1e3}
 _LINE = re.compile(r"^\[ INFO \]\s+(Median|Average|Min|Max):\s+([0-9.]+)\s*(ms|us|s)\s*$")
+NOT_FOUND = "benchmark_app not found (it comes with the openvino package: pip install 'edgedistill[openvino]')"
 _THROUGHPUT = re.compile(r"^\[ INFO \]\s+Throughput:\s+([0-9.]+)\s*FPS")
 
 
@@ -30,10 +31,15 @@ def benchmark_app() -> str | None:
     return str(here) if here.is_file() else shutil.which("benchmark_app")
 
 
-def command(app: str, xml: str, batch: int, img_size: int, threads: int, seconds: float) -> list[str]:
-    return [app, "-m", xml, "-d", "CPU", "-shape", f"[{batch},3,{img_size},{img_size}]", "-hint", "none",
-            "-nstreams", "1", "-nthreads", str(threads), "-api", "sync", "-infer_precision", "f32",
+def command(app: str, xml: str, batch: int, img_size: int, threads: int, seconds: float,
+            offline: bool = False) -> list[str]:
+    """benchmark_app's command line: bench's single-request setting, or (``offline``) OpenVINO's own offline
+    scenario: the THROUGHPUT hint, asynchronous requests, streams and requests chosen by OpenVINO."""
+    base = [app, "-m", xml, "-d", "CPU", "-shape", f"[{batch},3,{img_size},{img_size}]", "-infer_precision", "f32",
             "-t", str(max(1, round(seconds)))]
+    if offline:
+        return base + ["-hint", "throughput", "-api", "async"]
+    return base + ["-hint", "none", "-nstreams", "1", "-nthreads", str(threads), "-api", "sync"]
 
 
 def parse_output(text: str) -> dict:
@@ -52,8 +58,9 @@ def parse_output(text: str) -> dict:
     return found
 
 
-def run_one(app: str, xml: str, batch: int, img_size: int, threads: int, seconds: float) -> dict:
-    cmd = command(app, xml, batch, img_size, threads, seconds)
+def run_one(app: str, xml: str, batch: int, img_size: int, threads: int, seconds: float,
+            offline: bool = False) -> dict:
+    cmd = command(app, xml, batch, img_size, threads, seconds, offline)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
     except subprocess.TimeoutExpired:
@@ -75,13 +82,42 @@ def cross_check(rows: list[dict], threads: int, seconds: float, app: str | None 
         entry = {"artifact": r["artifact"], "precision": r["precision"], "batch_size": r["batch_size"],
                  "bench_p50_ms": r["p50_ms"], "bench_images_per_s": r["images_per_s"]}
         if app is None:
-            entry["error"] = "benchmark_app not found (it comes with the openvino package: pip install 'edgedistill[openvino]')"
+            entry["error"] = NOT_FOUND
         else:
             entry.update(run_one(app, r["artifact"], r["batch_size"], r["img_size"], threads, seconds))
         if entry.get("median_ms"):
             entry["ratio"] = entry["bench_p50_ms"] / entry["median_ms"]
         out.append(entry)
     return out
+
+
+def offline_check(scenarios: list[dict], rows: list[dict], seconds: float, app: str | None = None) -> list[dict]:
+    """Per OpenVINO artifact, OpenVINO's offline scenario (THROUGHPUT hint, async requests, at bench's best
+    batch size) beside bench's offline figure (the best images/s of one synchronous request)."""
+    app = app or benchmark_app()
+    sizes = {r["artifact"]: r["img_size"] for r in rows if r["status"] == "ok" and r.get("img_size")}
+    out = []
+    for s in scenarios:
+        if s["backend"] != "openvino" or s["artifact"] not in sizes:
+            continue
+        entry = {"artifact": s["artifact"], "precision": s["precision"], "batch_size": s["offline_batch_size"],
+                 "bench_images_per_s": s["offline_images_per_s"]}
+        if app is None:
+            entry["error"] = NOT_FOUND
+        else:
+            entry.update(run_one(app, s["artifact"], s["offline_batch_size"], sizes[s["artifact"]], 0, seconds,
+                                 offline=True))
+        out.append(entry)
+    return out
+
+
+def offline_table(entries: list[dict]) -> str:
+    lines = ["| artifact | batch | bench offline images/s (1 sync request) | benchmark_app THROUGHPUT hint images/s "
+             "(async) |", "|---|---:|---:|---:|"]
+    for e in entries:
+        theirs = f"error: {e['error']}" if "error" in e else f"{e['throughput']:.0f}"
+        lines.append(f"| {Path(e['artifact']).name} | {e['batch_size']} | {e['bench_images_per_s']:.0f} | {theirs} |")
+    return "\n".join(lines)
 
 
 def cross_check_table(entries: list[dict]) -> str:

@@ -100,6 +100,11 @@ def render_markdown(report: dict) -> str:
         head += ["", "Cross-check: OpenVINO's benchmark_app on the same IR, same batch and threads, synchronous, one "
                  "stream, f32 inference precision (its median against bench's p50):", "",
                  cross_check_table(report["cross_check"])]
+    if report.get("cross_check_offline"):
+        from bench.crosscheck import offline_table
+
+        head += ["", "Offline, OpenVINO's way: benchmark_app with the THROUGHPUT hint (asynchronous requests, streams "
+                 "chosen by OpenVINO) at bench's best batch size:", "", offline_table(report["cross_check_offline"])]
     return "\n".join(head) + "\n"
 
 

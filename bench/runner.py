@@ -160,9 +160,11 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
                                                                       "flops_per_image": flops, "params": params},
               "rows": rows, "report_dir": str(out)}
     if cfg.cross_check:
-        from bench.crosscheck import cross_check
+        from bench.crosscheck import cross_check, offline_check
+        from bench.report import scenarios
 
         report["cross_check"] = cross_check(rows, threads, max(cfg.min_time_s, 2.0))
+        report["cross_check_offline"] = offline_check(scenarios(report), rows, max(cfg.min_time_s, 2.0))
     from bench.report import write_reports
 
     write_reports(report, out)

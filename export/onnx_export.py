@@ -251,7 +251,8 @@ def build(ctx, precision: str, base_onnx: Path, target: Path, work: Path) -> tup
 def calibrate(ctx, base_onnx: Path, target: Path, work: Path) -> dict:
     """Quantise ``base_onnx`` into ``target`` with the calibrator ``--calibration`` names; with ``auto``, each of
     ``CALIBRATORS`` in turn until one meets the fallback target on the calibration images (else the one with the
-    best worst-image cosine). Returns {"method": chosen, "tried": [{method, passed, min_cosine, mean_cosine}]}."""
+    best worst-image cosine; a calibrator that fails is recorded with its error and skipped). Returns
+    {"method": chosen, "tried": [{method, passed, min_cosine, mean_cosine} or {method, error}]}."""
     import onnx
 
     from export.qdq import QDQGraph
@@ -261,8 +262,14 @@ def calibrate(ctx, base_onnx: Path, target: Path, work: Path) -> dict:
     tried, best = [], None
     for method in methods:
         candidate = target if len(methods) == 1 else work / f"int8-{method}.onnx"
-        to_int8(base_onnx, candidate, ctx.calibration(), per_channel=cfg.per_channel,
-                exclude_nodes=cfg.exclude_nodes, batch=ctx.batch, method=method)
+        try:
+            to_int8(base_onnx, candidate, ctx.calibration(), per_channel=cfg.per_channel,
+                    exclude_nodes=cfg.exclude_nodes, batch=ctx.batch, method=method)
+        except ExportError as exc:  # e.g. a histogram over a degenerate range: the next calibrator may work
+            if len(methods) == 1 or (best is None and method == methods[-1]):
+                raise
+            tried.append({"method": method, "error": str(exc)})
+            continue
         if len(methods) == 1:
             return {"method": method, "tried": []}
         graph = QDQGraph(onnx.load(str(candidate)))

@@ -34,7 +34,13 @@ def export_openvino_ir(onnx_fp32: Path, xml: Path, precision: str, calib: np.nda
     if precision == "int8":
         tried, best = [], None
         for method in methods:
-            quantized = _quantize(model.clone(), calib, subset_size, accuracy, max_drop, method)
+            try:
+                quantized = _quantize(model.clone(), calib, subset_size, accuracy, max_drop, method)
+            except ExportError as exc:  # e.g. a histogram over a degenerate range: the next estimator may work
+                if len(methods) == 1 or (best is None and method == methods[-1]):
+                    raise
+                tried.append({"method": method, "error": str(exc)})
+                continue
             if len(methods) == 1 or judge is None:
                 best = (quantized, None, method)
                 break

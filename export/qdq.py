@@ -92,7 +92,6 @@ class QDQGraph:
             for i, name in enumerate(n.output):
                 if name in rename:
                     n.output[i] = rename[name]
-        _fold_float_weights(model.graph)
         _prune(model.graph)
         return model
 
@@ -102,44 +101,6 @@ def fake_quantize(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray) -> n
     info = np.iinfo(zero_point.dtype)
     q = np.clip(np.rint(x / scale) + zero_point.astype(np.int32), info.min, info.max)
     return ((q - zero_point.astype(np.int32)) * scale).astype(np.float32)
-
-
-WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
-
-
-def _fold_float_weights(graph) -> None:
-    """Give a weighted node whose activations all arrive in float its weights (and bias) in float too.
-
-    onnxruntime fuses DequantizeLinear -> Conv -> QuantizeLinear into one int8 kernel; a Conv whose input
-    quantizer was bypassed cannot fuse, and its weights' DequantizeLinear then runs at every inference
-    (onnxruntime does not constant-fold DequantizeLinear, to keep QDQ units intact). Storing the dequantized
-    weights makes the node a plain float Conv: the same numbers, without the per-call dequantization."""
-    from onnx import numpy_helper
-
-    consts = {t.name: t for t in graph.initializer}
-    producer = {o: n for n in graph.node for o in n.output}
-    activation_dq = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] not in consts}
-    added: dict[str, str] = {}
-    for n in graph.node:
-        if n.op_type not in WEIGHTED_OPS or any(i in activation_dq for i in n.input):
-            continue
-        for k, name in enumerate(n.input):
-            dq = producer.get(name)
-            if dq is None or dq.op_type != "DequantizeLinear" or not all(i in consts for i in dq.input if i):
-                continue
-            if name not in added:
-                q = numpy_helper.to_array(consts[dq.input[0]]).astype(np.float32)
-                scale = numpy_helper.to_array(consts[dq.input[1]]).astype(np.float32)
-                zero = (numpy_helper.to_array(consts[dq.input[2]]).astype(np.float32) if len(dq.input) > 2 and dq.input[2]
-                        else np.zeros_like(scale))
-                if scale.ndim == 1 and scale.size > 1:  # per-channel: along the node's axis attribute (default 1)
-                    axis = next((a.i for a in dq.attribute if a.name == "axis"), 1) % q.ndim
-                    shape = [1] * q.ndim
-                    shape[axis] = scale.size
-                    scale, zero = scale.reshape(shape), zero.reshape(shape)
-                added[name] = f"{name}_float"
-                graph.initializer.append(numpy_helper.from_array(((q - zero) * scale).astype(np.float32), added[name]))
-            n.input[k] = added[name]
 
 
 def _prune(graph) -> None:

@@ -170,6 +170,11 @@ def render(sections: list[dict], command: str) -> str:
 
             lines += ["Cross-check with OpenVINO's benchmark_app (same IR, batch and threads; sync, one stream, f32 "
                       "inference precision):", "", cross_check_table(r["cross_check"]), ""]
+        if r.get("cross_check_offline"):
+            from bench.crosscheck import offline_table
+
+            lines += ["Offline the OpenVINO way (benchmark_app, THROUGHPUT hint, asynchronous requests):", "",
+                      offline_table(r["cross_check_offline"]), ""]
     return "\n".join(lines)
 
 

@@ -44,6 +44,19 @@ RECIPES = {
 }
 
 
+def set_loss_option(item: str) -> None:
+    """``METHOD.OPTION=VALUE`` -> ``RECIPES[METHOD]["loss_options"][OPTION] = float(VALUE)``."""
+    key, sep, value = item.partition("=")
+    method, dot, option = key.partition(".")
+    if not sep or not dot or method not in RECIPES or not option:
+        raise ValueError(f"'{item}' is not METHOD.OPTION=VALUE with METHOD one of {', '.join(RECIPES)}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"'{item}': VALUE must be a number") from None
+    RECIPES[method] = {**RECIPES[method], "loss_options": {**RECIPES[method].get("loss_options", {}), option: number}}
+
+
 @dataclass(frozen=True)
 class Row:
     teacher: str | None  # teacher name (a file stem in --teachers), None for from-scratch rows
@@ -261,7 +274,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--carry", metavar="OLD_JSON",
                    help="keep the rows of an earlier results.json that this run does not redo (marked as carried)")
     p.add_argument("--plot", metavar="PNG", help="the kNN curves of the trained rows in one figure (with --eval-every)")
+    p.add_argument("--set", action="append", default=[], metavar="METHOD.OPTION=VALUE",
+                   help="a loss option added to one method's recipe, e.g. disco.mse_weight=0.25 (repeatable; use a "
+                        "separate --out: finished rows are reused)")
     args = p.parse_args(argv)
+    try:
+        for item in args.set:
+            set_loss_option(item)
+    except ValueError as exc:
+        print(f"tools.results: error: --set {exc}", file=sys.stderr)
+        return 2
     rows = default_rows()
     if args.list:
         print("\n".join(r.key for r in rows))

@@ -39,6 +39,8 @@ def test_command_mirrors_the_bench_backend():
     flags = dict(zip(cmd[1::2], cmd[2::2]))
     assert flags["-shape"] == "[8,3,32,32]" and flags["-nthreads"] == "2" and flags["-nstreams"] == "1"
     assert flags["-api"] == "sync" and flags["-infer_precision"] == "f32" and flags["-hint"] == "none"
+    offline = dict(zip(*[iter(command("benchmark_app", "m.xml", 8, 32, 2, 3, offline=True)[1:])] * 2))
+    assert offline["-hint"] == "throughput" and offline["-api"] == "async" and "-nstreams" not in offline
 
 
 @pytest.mark.openvino
@@ -62,4 +64,8 @@ def test_bench_cross_check_runs_benchmark_app_on_the_same_ir(tmp_path):
         assert "error" not in c, c
         assert c["median_ms"] > 0 and c["throughput"] > 0 and c["ratio"] > 0
         assert "-nthreads 1" in c["command"] and c["artifact"].endswith(".xml")
-    assert "benchmark_app median ms" in (tmp_path / "rep" / "report.md").read_text()
+    (offline,) = report["cross_check_offline"]  # OpenVINO's offline scenario, once per IR
+    assert "error" not in offline and offline["throughput"] > 0 and "-hint throughput" in offline["command"]
+    assert offline["batch_size"] in (1, 2) and offline["bench_images_per_s"] > 0
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "benchmark_app median ms" in text and "THROUGHPUT hint" in text

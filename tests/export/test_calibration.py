@@ -41,3 +41,49 @@ def test_calibration_batches():
     reader.rewind()
     last = [reader.get_next() for _ in range(3)][-1]["input"]
     assert last[:, 0].tolist() == [8, 9, 9, 9]
+
+
+class _Context:
+    """What export.onnx_export.calibrate reads from the exporter: its config, calibration images, batch spec and
+    the judge (here: worst-image cosine to the float network, at a target of 0.999)."""
+
+    def __init__(self, calibration: str, images: np.ndarray, reference: np.ndarray):
+        from types import SimpleNamespace
+
+        self.cfg = SimpleNamespace(calibration=calibration, per_channel=False, exclude_nodes=())
+        self.batch = BatchSpec()
+        self._x, self._ref = images, reference
+
+    def calibration(self):
+        return self._x
+
+    def judge_int8(self, runner):
+        from export.parity import compare
+        from export.tolerances import FALLBACK_TARGET
+
+        return compare(self._ref, runner(self._x), "int8", tolerance=FALLBACK_TARGET)
+
+
+def test_auto_skips_a_calibrator_that_fails_and_records_why(tmp_path, monkeypatch):
+    import export.onnx_export as ox
+    from export.errors import ExportError
+    from export.onnx_export import calibrate
+
+    src = torch_to_onnx(_small_net(), 16, tmp_path / "f.onnx", BatchSpec())
+    x = np.random.default_rng(0).random((12, 3, 16, 16), dtype=np.float32)
+    ref = _small_net()(torch.from_numpy(x)).detach().numpy()
+    real = ox.to_int8
+
+    def flaky(*a, method="minmax", **kw):  # onnxruntime's histogram over a degenerate range, as seen on EfficientNet-B0
+        if method != "entropy":
+            raise ExportError("int8 quantisation failed: Too many bins for data range")
+        return real(*a, method=method, **kw)
+
+    monkeypatch.setattr(ox, "to_int8", flaky)
+    record = calibrate(_Context("auto", x, ref), src, tmp_path / "q.onnx", tmp_path)
+    assert record["method"] == "entropy" and (tmp_path / "q.onnx").is_file()
+    assert [t["method"] for t in record["tried"]] == ["minmax", "percentile", "entropy"]
+    assert "Too many bins" in record["tried"][0]["error"] and "min_cosine" in record["tried"][2]
+    monkeypatch.setattr(ox, "to_int8", lambda *a, **kw: (_ for _ in ()).throw(ExportError("every one fails")))
+    with pytest.raises(ExportError, match="every one fails"):
+        calibrate(_Context("auto", x, ref), src, tmp_path / "q2.onnx", tmp_path)

@@ -103,38 +103,6 @@ def test_qdq_rewrite_keeps_the_graph_and_moves_towards_float(qdq_mobilenet):
 
 @pytest.mark.testbed
 @pytest.mark.slow
-def test_float_nodes_get_float_weights_with_the_same_outputs(qdq_mobilenet):
-    """A Conv whose input falls back to float reads float weights (no DequantizeLinear per call); the numbers
-    are the dequantized int8 weights, so the outputs do not change."""
-    from export.qdq import QDQGraph, _prune
-
-    model, x, _, _ = qdq_mobilenet
-    graph = QDQGraph(model)
-    names = graph.quantizers[:20]
-    folded = graph.with_float(names)
-    producer = {o: n for n in folded.graph.node for o in n.output}
-    consts = {t.name for t in folded.graph.initializer}
-    float_convs = [n for n in folded.graph.node if n.op_type == "Conv"
-                   and getattr(producer.get(n.input[0]), "op_type", None) != "DequantizeLinear"]
-    assert float_convs and all(n.input[1] in consts for n in float_convs)  # weights read straight from float
-    int8_convs = [n for n in folded.graph.node if n.op_type == "Conv" and n not in float_convs]
-    assert int8_convs and all(producer[n.input[1]].op_type == "DequantizeLinear" for n in int8_convs)
-    import export.qdq as qdq
-
-    unfolded_fn = qdq._fold_float_weights
-    try:
-        qdq._fold_float_weights = lambda g: None
-        unfolded = graph.with_float(names)
-    finally:
-        qdq._fold_float_weights = unfolded_fn
-    _prune(unfolded.graph)
-    dq = lambda m: sum(n.op_type == "DequantizeLinear" for n in m.graph.node)  # noqa: E731
-    assert dq(folded) < dq(unfolded)
-    np.testing.assert_allclose(graph.runner(folded)(x), graph.runner(unfolded)(x), rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.testbed
-@pytest.mark.slow
 def test_qdq_fake_quantize_matches_onnxruntime(qdq_mobilenet):
     """The ranking's numpy Q/DQ equals onnxruntime's on a real tensor of the graph."""
     from export.qdq import QDQGraph, fake_quantize
