@@ -255,30 +255,22 @@ def calibrate(ctx, base_onnx: Path, target: Path, work: Path) -> dict:
     {"method": chosen, "tried": [{method, passed, min_cosine, mean_cosine} or {method, error}]}."""
     import onnx
 
+    from export.calibration import choose_calibration
     from export.qdq import QDQGraph
 
     cfg = ctx.cfg
     methods = CALIBRATORS if cfg.calibration == "auto" else (cfg.calibration,)
-    tried, best = [], None
-    for method in methods:
+
+    def quantize(method: str) -> Path:
         candidate = target if len(methods) == 1 else work / f"int8-{method}.onnx"
-        try:
-            to_int8(base_onnx, candidate, ctx.calibration(), per_channel=cfg.per_channel,
-                    exclude_nodes=cfg.exclude_nodes, batch=ctx.batch, method=method)
-        except ExportError as exc:  # e.g. a histogram over a degenerate range: the next calibrator may work
-            if len(methods) == 1 or (best is None and method == methods[-1]):
-                raise
-            tried.append({"method": method, "error": str(exc)})
-            continue
-        if len(methods) == 1:
-            return {"method": method, "tried": []}
-        graph = QDQGraph(onnx.load(str(candidate)))
-        result = ctx.judge_int8(graph.runner(graph.model))
-        tried.append({"method": method, "passed": result.passed, "min_cosine": round(result.min_cosine, 5),
-                      "mean_cosine": round(result.mean_cosine, 5)})
-        if best is None or (result.passed, result.min_cosine) > (best[1].passed, best[1].min_cosine):
-            best = (candidate, result, method)
-        if result.passed:
-            break
-    shutil.copyfile(best[0], target)
-    return {"method": best[2], "tried": tried}
+        return to_int8(base_onnx, candidate, ctx.calibration(), per_channel=cfg.per_channel,
+                       exclude_nodes=cfg.exclude_nodes, batch=ctx.batch, method=method)
+
+    def judge(path: Path):
+        graph = QDQGraph(onnx.load(str(path)))
+        return ctx.judge_int8(graph.runner(graph.model))
+
+    chosen, record = choose_calibration(methods, quantize, judge)
+    if chosen != target:
+        shutil.copyfile(chosen, target)
+    return record

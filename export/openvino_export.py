@@ -32,26 +32,11 @@ def export_openvino_ir(onnx_fp32: Path, xml: Path, precision: str, calib: np.nda
     except Exception as exc:
         raise ExportError(f"openvino.convert_model failed: {str(exc).splitlines()[0]}") from None
     if precision == "int8":
-        tried, best = [], None
-        for method in methods:
-            try:
-                quantized = _quantize(model.clone(), calib, subset_size, accuracy, max_drop, method)
-            except ExportError as exc:  # e.g. a histogram over a degenerate range: the next estimator may work
-                if len(methods) == 1 or (best is None and method == methods[-1]):
-                    raise
-                tried.append({"method": method, "error": str(exc)})
-                continue
-            if len(methods) == 1 or judge is None:
-                best = (quantized, None, method)
-                break
-            result = judge(quantized)
-            tried.append({"method": method, "passed": result.passed, "min_cosine": round(result.min_cosine, 5),
-                          "mean_cosine": round(result.mean_cosine, 5)})
-            if best is None or (result.passed, result.min_cosine) > (best[1].passed, best[1].min_cosine):
-                best = (quantized, result, method)
-            if result.passed:
-                break
-        model, calibration = best[0], {"method": best[2], "tried": tried}
+        from export.calibration import choose_calibration
+
+        converted = model
+        model, calibration = choose_calibration(
+            methods, lambda method: _quantize(converted.clone(), calib, subset_size, accuracy, max_drop, method), judge)
         if refine is not None:
             model, found = refine(model)
     tmp = xml.with_name(f".{xml.stem}.tmp.xml")

@@ -87,3 +87,27 @@ def test_auto_skips_a_calibrator_that_fails_and_records_why(tmp_path, monkeypatc
     monkeypatch.setattr(ox, "to_int8", lambda *a, **kw: (_ for _ in ()).throw(ExportError("every one fails")))
     with pytest.raises(ExportError, match="every one fails"):
         calibrate(_Context("auto", x, ref), src, tmp_path / "q2.onnx", tmp_path)
+
+
+def _result(min_cos: float, passed: bool):
+    from export.parity import compare
+
+    ref = np.eye(4, 3, dtype=np.float32) + 1.0
+    got = compare(ref, ref, "int8")
+    got.min_cosine, got.passed = min_cos, passed
+    return got
+
+
+def test_choose_calibration_stops_at_the_first_pass_else_keeps_the_best():
+    from export.calibration import choose_calibration
+
+    scores = {"minmax": _result(0.5, False), "percentile": _result(0.9, True), "entropy": _result(0.99, True)}
+    asked = []
+    chosen, record = choose_calibration(list(scores), lambda m: asked.append(m) or m, lambda c: scores[c])
+    assert chosen == "percentile" and asked == ["minmax", "percentile"]  # entropy never built
+    scores = {"minmax": _result(0.5, False), "percentile": _result(0.8, False), "entropy": _result(0.6, False)}
+    chosen, record = choose_calibration(list(scores), lambda m: m, lambda c: scores[c])
+    assert chosen == "percentile" and [t["min_cosine"] for t in record["tried"]] == [0.5, 0.8, 0.6]
+    judged = []
+    chosen, record = choose_calibration(["minmax"], lambda m: m, lambda c: judged.append(c))
+    assert chosen == "minmax" and record == {"method": "minmax", "tried": []} and not judged
