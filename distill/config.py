@@ -24,6 +24,10 @@ from distill.teachers import TeacherOptions
 METHOD_HEADS = {"compress-1q": "none", "regress": "mlp4"}
 
 
+# torch.compile's modes: reduce-overhead captures the step's kernels in CUDA graphs (the fix for launch-bound
+# steps at small inputs on a GPU; on the CPU it compiles as default does)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+
 @dataclass
 class TrainConfig:
     """Every knob of ``edgedistill train``; each default carries its reason."""
@@ -59,6 +63,7 @@ class TrainConfig:
     amp: bool = True  # bf16/fp16 autocast on CUDA (ignored on CPU)
     channels_last: bool = True  # NHWC student (CUDA and CPU; on the CPU 2.3x the NCHW step: docs/BENCHMARKS.md)
     compile: bool = False  # torch.compile the student + head (pays a compile time up front)
+    compile_mode: str = "default"  # torch.compile mode: default | reduce-overhead (CUDA graphs) | max-autotune
     sync_bn: bool = False  # BatchNorm over the global batch under torchrun (distill.sync_bn)
     teacher_cache: str | None = None  # folder from `edgedistill cache-teacher`: no teacher forward passes
     knn_k: int = 20  # DINO's weighted kNN
@@ -103,6 +108,8 @@ class TrainConfig:
             raise ConfigError("--eval-every needs a labelled --val folder to measure the student on")
         if self.head != "auto" and self.head not in HEADS:
             raise ConfigError(f"unknown head '{self.head}'; valid heads: auto, {', '.join(HEADS)}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ConfigError(f"unknown --compile-mode '{self.compile_mode}'; valid: {', '.join(COMPILE_MODES)}")
         if self.in_memory not in ("on", "off", "auto"):
             raise ConfigError(f"--in-memory must be on, off or auto, got '{self.in_memory}'")
         if not 0.0 <= self.ema_momentum < 1.0:

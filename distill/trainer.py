@@ -115,7 +115,7 @@ class Trainer:
             self.forward = DistributedDataParallel(
                 self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
         if cfg.compile:
-            self.forward = torch.compile(self.forward)
+            self.forward = torch.compile(self.forward, mode=cfg.compile_mode)
         self.loss = create_loss(cfg.method, student_dim=cfg.embed_dim, teacher_dim=teacher_dim,
                                 gather=gather_cat if dist.enabled else None,
                                 **cfg.resolved_loss_options()).to(self.device)

@@ -49,6 +49,7 @@ class TrainBenchConfig:
     device: str = "auto"
     modes: tuple[str, ...] = MODES
     compiled: bool = False  # also measure compiled_modes with torch.compile
+    compile_mode: str = "default"  # torch.compile mode of the compiled rows (reduce-overhead: CUDA graphs)
     compiled_modes: tuple[str, ...] = ("online", "cached")
     nchw: bool = True  # also the cached step in NCHW (what the NHWC layout buys)
     teacher_arch: str | None = None
@@ -137,7 +138,8 @@ def measure_mode(cfg: TrainBenchConfig, mode: str, compiled: bool, work: Path, c
     channels_last = mode != "reference" if channels_last is None else channels_last
     out = work / f"{mode}{'-compiled' if compiled else ''}{'' if channels_last else '-nchw'}"
     tcfg = _train_config(cfg, out, teacher_cache=str(cache) if mode == "cached" else None, compile=compiled,
-                         queue_size=4096, augmentation="auto", channels_last=channels_last)
+                         compile_mode=cfg.compile_mode, queue_size=4096, augmentation="auto",
+                         channels_last=channels_last)
     trainer = Trainer(tcfg)
     trainer.model.train()
     if mode == "reference":
@@ -267,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--modes", default=",".join(MODES))
     p.add_argument("--compiled", action="store_true", help="also measure the online and cached steps with torch.compile")
+    p.add_argument("--compile-mode", default="default",
+                   help="torch.compile mode of the compiled rows (reduce-overhead: CUDA graphs on a GPU)")
     p.add_argument("--out", help="write the JSON report here")
     p.add_argument("--markdown", help="write a Markdown section here")
     p.add_argument("--doc", help="also put the section between <!-- training:begin/end --> in this file")
@@ -278,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     cfg = TrainBenchConfig(data=args.data, teacher=args.teacher, student=args.student, img_size=args.img_size,
                            batch_size=args.batch_size, limit=args.limit, steps=args.steps, warmup=args.warmup,
-                           workers=args.workers, device=args.device, modes=modes, compiled=args.compiled,
+                           workers=args.workers, device=args.device, modes=modes, compiled=args.compiled, compile_mode=args.compile_mode,
                            teacher_arch=args.teacher_arch, teacher_drop_head=tuple(args.teacher_drop_head))
     report = run_training_bench(cfg, args.out)
     text = render_markdown(report, "python -m tools.bench_training " + " ".join(argv or sys.argv[1:]))

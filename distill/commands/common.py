@@ -50,3 +50,6 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-channels-last", action="store_true",
                    help="keep the student in NCHW (default NHWC, the faster layout for convolutions on CPU and GPU)")
     p.add_argument("--compile", action="store_true", help="torch.compile the student (compiles for a while first)")
+    p.add_argument("--compile-mode", default="default", metavar="MODE",
+                   help="with --compile: default, reduce-overhead (CUDA graphs, for launch-bound GPU steps) or "
+                        "max-autotune")

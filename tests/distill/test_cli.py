@@ -97,3 +97,10 @@ def test_helper_scripts_turn_user_errors_into_one_line(capsys, tmp_path):
                        "--trained", f"alexnet={tmp_path / 'missing'}", "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith("tools.bench_suite: error: ") and "Traceback" not in "\n".join(err)
+
+
+def test_unknown_compile_mode_lists_the_valid_ones(tmp_path, synthetic_folder):
+    proc = run_cli("distill", "train", "--data", str(synthetic_folder), "--teacher", "timm:resnet10t",
+                   "--compile", "--compile-mode", "fastest", "--out", str(tmp_path / "run"))
+    _assert_one_line_error(proc, "unknown --compile-mode 'fastest'", "default, reduce-overhead, max-autotune")
+    assert not (tmp_path / "run").exists()
