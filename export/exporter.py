@@ -23,7 +23,7 @@ from distill.core.errors import EdgeDistillError
 from distill.core.timing import measure
 from export.backends import load_backend, runtime_for
 from export.errors import ExportError
-from export.fallback import FallbackResult, chunks
+from export.fallback import FallbackResult, chunks, fill_gaps
 from export.fallback import search as fallback_search
 from export.formats import FORMATS, PRECISIONS, get_format
 from export.images import load_images, random_images
@@ -203,11 +203,37 @@ class Exporter:
         result = fallback_search([name for name, _ in ranking], lambda names: judge(graph.with_float(names)), limit,
                                  first)
         result.ranking = [(name, float(score)) for name, score in ranking]
+        if result.passed and result.float_quantizers:
+            self._contiguous_regions(graph, result, judge)
         if len(result.float_quantizers) > MIXED_WARNING * len(graph.quantizers):
             print(f"note: int8 keeps {len(result.float_quantizers)} of {len(graph.quantizers)} activation quantizers in "
                   "float; a graph this mixed can run slower than fp32 (docs/EXPORT.md): compare them with "
                   "`edgedistill bench` before deploying it", file=sys.stderr, flush=True)
         return result
+
+    def _contiguous_regions(self, graph, result: FallbackResult, judge) -> None:
+        """Try the fallback's float set with its one-quantizer int8 gaps filled (``fallback.fill_gaps``); keep it
+        when it still meets the target and runs faster at batch 1 (both timed here, ``cfg.timing_s`` each)."""
+        added = fill_gaps(graph.quantizers, result.float_quantizers)
+        if not added or self.cfg.timing_s <= 0:
+            return
+        filled = result.float_quantizers + added
+        candidate = judge(graph.with_float(filled))
+        x = self._calibration()[:1]
+        if self.batch.static and self.batch.static > 1:
+            x = np.repeat(x, self.batch.static, axis=0)
+
+        def p50(names: list[str]) -> float:
+            run = graph.runner(graph.with_float(names))
+            return measure(lambda: run(x), warmup_s=self.cfg.timing_s / 3, min_time_s=self.cfg.timing_s,
+                           min_runs=10).p50_ms
+
+        before, after = p50(result.float_quantizers), p50(filled) if candidate.passed else None
+        kept = after is not None and after < before
+        result.regions = {"added": len(added), "passed": candidate.passed, "p50_ms_before": round(before, 4),
+                          "p50_ms_after": None if after is None else round(after, 4), "kept": kept}
+        if kept:
+            result.float_quantizers = filled
 
     def onnx_fallback(self, path: Path) -> FallbackResult:
         import onnx

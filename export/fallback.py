@@ -72,6 +72,7 @@ class FallbackResult:
     passed: bool
     trials: list[dict] = field(default_factory=list)
     ranking: list[tuple[str, float]] = field(default_factory=list)  # (quantizer, SQNR score dB), worst first
+    regions: dict = field(default_factory=dict)  # the contiguous-regions trial: added, ms before/after, kept
 
     def sensitivity_csv(self) -> str:
         """The ranking as CSV: ``rank,quantizer,sqnr_db_p10,kept_in_float`` (worst first)."""
@@ -111,6 +112,23 @@ def search(ranked: Sequence[str], evaluate: Callable[[list[str]], ParityResult],
         trials.append(_trial(mid, result))
         lo, hi = (lo, mid) if result.passed else (mid, hi)
     return FallbackResult(list(ranked[:hi]), len(ranked), True, trials)
+
+
+def fill_gaps(order: Sequence[str], chosen: Iterable[str], gap: int = 1) -> list[str]:
+    """``chosen`` plus every run of at most ``gap`` quantizers that sits, in graph order ``order``, between two
+    chosen ones: an int8 island inside a float region costs a quantize and a dequantize at each end and rarely
+    pays for them. Returns the added names (graph order); ``chosen`` itself is not changed."""
+    picked = set(chosen)
+    flags = [name in picked for name in order]
+    added: list[str] = []
+    last = None  # index of the last chosen quantizer seen
+    for i, is_float in enumerate(flags):
+        if not is_float:
+            continue
+        if last is not None and 0 < i - last - 1 <= gap:
+            added += [order[j] for j in range(last + 1, i)]
+        last = i
+    return added
 
 
 def _trial(k: int, r: ParityResult) -> dict:

@@ -47,6 +47,16 @@ def test_search_does_nothing_when_int8_already_passes():
     assert result.passed and result.float_quantizers == [] and asked == [0]
 
 
+def test_fill_gaps_adds_single_int8_islands_between_float_ones():
+    from export.fallback import fill_gaps
+
+    order = list("abcdefgh")
+    assert fill_gaps(order, ["b", "d", "g"]) == ["c"]  # e, f: a gap of two stays int8
+    assert fill_gaps(order, ["b", "d", "g"], gap=2) == ["c", "e", "f"]
+    assert fill_gaps(order, ["g", "b"]) == [] and fill_gaps(order, []) == []
+    assert fill_gaps(order, ["a", "c", "e"]) == ["b", "d"]
+
+
 def test_per_image_sqnr_by_hand():
     x = np.array([[3.0, 4.0], [1.0, 0.0], [0.0, 0.0]])
     xq = np.array([[3.0, 3.0], [1.0, 0.0], [0.0, 0.0]])
@@ -138,6 +148,10 @@ def test_export_falls_back_to_float_where_int8_misses_the_gate(cifar_small, tmp_
     options = read_metadata(art["path"])["options"]
     fallback = options["fallback"]
     assert fallback["passed"] and len(fallback["float_quantizers"]) == kept
+    regions = fallback["regions"]  # one-quantizer int8 islands filled, kept only when measured faster and passing
+    if regions:
+        assert regions["added"] > 0 and regions["p50_ms_before"] > 0
+        assert regions["kept"] == (regions["passed"] and regions["p50_ms_after"] < regions["p50_ms_before"])
     # the calibrators (onnxruntime's, NNCF's range estimators) tried in turn before any fallback: none met the
     # target here, and the fallback started from the one with the best worst image
     from export.onnx_export import CALIBRATORS
