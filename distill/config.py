@@ -28,6 +28,7 @@ METHOD_HEADS = {"compress-1q": "none", "regress": "mlp4"}
 # steps at small inputs on a GPU; on the CPU it compiles as default does)
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
+
 @dataclass
 class TrainConfig:
     """Every knob of ``edgedistill train``; each default carries its reason."""

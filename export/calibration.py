@@ -6,7 +6,8 @@ quantile and histogram range estimators) int8 builds; what a calibrator is and h
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from export.errors import ExportError
 from export.parity import ParityResult

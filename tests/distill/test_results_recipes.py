@@ -2,7 +2,7 @@
 docs/RESULTS.md was run); malformed items are refused; the experiment helpers parse their arguments."""
 import pytest
 
-import tools.results as results
+from tools import results
 
 
 @pytest.fixture
