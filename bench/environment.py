@@ -65,9 +65,29 @@ def load_average() -> list[float] | None:
         return None
 
 
+def runnable_others(samples: int = 20, interval_s: float = 0.02) -> float | None:
+    """Mean number of runnable threads besides the reader over ``samples`` reads of /proc/loadavg's fourth field:
+    what else wants a CPU right now. The load averages trail the last minutes, so a benchmark that follows other
+    work of the same pipeline (``make demo``'s exports) would look contended by its own past. None off Linux."""
+    counts = []
+    try:
+        for _ in range(samples):
+            with open("/proc/loadavg") as f:
+                counts.append(max(int(f.read().split()[3].split("/")[0]) - 1, 0))
+            time.sleep(interval_s)
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(sum(counts) / len(counts), 2)
+
+
 def contended(load: dict, threads: int) -> bool:
-    """Whether other work shared the CPUs: a 1-minute load above the benchmark's own threads (+0.5), before
-    the run starts (before) or over its last minute (after, which includes the benchmark itself)."""
+    """Whether other work shared the CPUs. With ``others_before`` / ``others_after`` (``runnable_others`` just
+    before and just after the timing): at least half a CPU's worth of other runnable threads at either end.
+    Without them (off Linux): a 1-minute load above half the benchmark's threads before the run, or above its
+    threads + 0.5 after (which includes the benchmark itself)."""
+    others = [v for v in (load.get("others_before"), load.get("others_after")) if v is not None]
+    if others:
+        return max(others) >= 0.5
     before, after = load.get("before"), load.get("after")
     return bool(before and before[0] > 0.5 * threads) or bool(after and after[0] > threads + 0.5)
 

@@ -74,7 +74,10 @@ def scenarios_table(report: dict) -> str:
 def _load(env: dict) -> str:
     load = env.get("load_average") or {}
     fmt = lambda v: f"{v[0]:.2f}" if v else "n/a"  # noqa: E731
-    return f"{fmt(load.get('before'))} / {fmt(load.get('after'))}"
+    text = f"{fmt(load.get('before'))} / {fmt(load.get('after'))}"
+    if load.get("others_before") is not None:
+        text += f"; other runnable threads {load['others_before']} / {load.get('others_after')}"
+    return text
 
 
 def render_markdown(report: dict) -> str:

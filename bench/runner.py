@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.environment import contended, environment, load_average
+from bench.environment import contended, environment, load_average, runnable_others
 from distill.checkpoint import STUDENT_FILE
 from distill.core.embeddings import FolderEmbeddings, bank_overlap, cosine_rows, knn_protocols, neighbour_overlap
 from distill.core.errors import DataError
@@ -122,7 +122,7 @@ def _median(values: list[float]) -> float:
 
 def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     threads = cfg.threads or usable_cpus()
-    load_before = load_average()
+    load_before, others_before = load_average(), runnable_others()
     paths = expand_targets(cfg.targets)
     reference = _reference_checkpoint(paths)
     if reference is not None and reference not in paths:
@@ -146,14 +146,16 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
                 timings[lab["artifact"]].append(_run_worker({**base, "task": "timing", "artifact": lab["artifact"]}, work, threads))
                 bar.update(1)
         bar.close()
+        others_after = runnable_others()
         embeddings = _embeddings(cfg, labels, work, threads)
 
     env = environment(threads)
-    env["load_average"] = {"before": load_before, "after": load_average()}
+    env["load_average"] = {"before": load_before, "after": load_average(), "others_before": others_before,
+                           "others_after": others_after}
     if contended(env["load_average"], threads):
-        print(f"note: the machine was busy during the benchmark (load average {load_before} -> "
-              f"{env['load_average']['after']} on {threads} threads): latencies are not a quiet machine's",
-              file=sys.stderr, flush=True)
+        print(f"note: the machine was busy during the benchmark ({others_before} -> {others_after} other runnable "
+              f"threads on average, load average {load_before} -> {env['load_average']['after']} on {threads} "
+              "threads): latencies are not a quiet machine's", file=sys.stderr, flush=True)
     flops, params = _cost(reference)
     rows = _rows(cfg, labels, timings, embeddings, reference, flops, env)
     report = {"config": asdict(cfg), "environment": env, "student": {"checkpoint": str(reference) if reference else None,

@@ -61,6 +61,7 @@ def test_run_folder_reports_every_backend_with_parity(run_dir, images, tmp_path)
     assert report["config"]["rounds"] == 2 and report["environment"]["threads"] >= 1
     load = report["environment"]["load_average"]
     assert load is None or (len(load["before"]) == 3 and len(load["after"]) == 3)
+    assert all(v is None or v >= 0 for v in (load["others_before"], load["others_after"]))
 
     out = tmp_path / "rep"
     saved = json.loads((out / "report.json").read_text())
@@ -163,3 +164,16 @@ def test_scenarios_single_stream_and_offline():
     (s,) = scenarios({"rows": rows})  # failed artifacts have no scenario
     assert s["single_stream_p90_ms"] == 0.5 and s["offline_images_per_s"] == 4400.0 and s["offline_batch_size"] == 8
     assert "| onnxruntime | fp32 | 0.50 | 4400 | 8 |" in scenarios_table({"rows": rows})
+
+
+def test_contention_is_judged_by_what_else_runs_now_not_by_the_trailing_load():
+    """make demo's benchmark follows its own exports: a 1-minute load of 1.7 on 2 threads, nothing else running."""
+    from bench.environment import contended, runnable_others
+
+    trailing = {"before": [1.7, 1.6, 1.5], "after": [1.7, 1.6, 1.5]}
+    assert contended(trailing, 2)  # without the instantaneous view (off Linux): the old rule
+    assert not contended({**trailing, "others_before": 0.05, "others_after": 0.0}, 2)
+    assert contended({**trailing, "others_before": 0.0, "others_after": 0.9}, 2)  # a job started meanwhile
+    assert contended({"before": [0.1] * 3, "after": [0.2] * 3, "others_before": 1.0, "others_after": None}, 2)
+    seen = runnable_others(samples=3, interval_s=0.0)
+    assert seen is None or seen >= 0
