@@ -97,18 +97,24 @@ def render_markdown(report: dict) -> str:
             "p50/p90/p99 are medians over interleaved rounds of per-call latency on a ready batch "
             "(raw percentiles, as benchmark_app and trtexec report them; p99.9 from 1,000 runs; the mean is trimmed at "
             "2 sigma); end-to-end latency (decode + preprocess + infer) is in report.csv."]
-    if report.get("cross_check"):
-        from bench.crosscheck import cross_check_table
-
-        head += ["", "Cross-check: OpenVINO's benchmark_app on the same IR, same batch and threads, synchronous, one "
-                 "stream, f32 inference precision (its median against bench's p50):", "",
-                 cross_check_table(report["cross_check"])]
-    if report.get("cross_check_offline"):
-        from bench.crosscheck import offline_table
-
-        head += ["", "Offline, OpenVINO's way: benchmark_app with the THROUGHPUT hint (asynchronous requests, streams "
-                 "chosen by OpenVINO) at bench's best batch size:", "", offline_table(report["cross_check_offline"])]
+    head += cross_check_sections(report)
     return "\n".join(head) + "\n"
+
+
+def cross_check_sections(report: dict) -> list[str]:
+    """Markdown lines of ``bench --cross-check``'s two tables (benchmark_app beside bench), where measured."""
+    from bench.crosscheck import cross_check_table, offline_table
+
+    lines = []
+    if report.get("cross_check"):
+        lines += ["", "Cross-check: OpenVINO's benchmark_app on the same IR, same batch and threads, synchronous, one "
+                  "stream, f32 inference precision (its median against bench's p50):", "",
+                  cross_check_table(report["cross_check"])]
+    if report.get("cross_check_offline"):
+        lines += ["", "Offline, OpenVINO's way: benchmark_app with the THROUGHPUT hint (asynchronous requests, "
+                  "streams chosen by OpenVINO) at bench's best batch size:", "",
+                  offline_table(report["cross_check_offline"])]
+    return lines
 
 
 def write_csv(report: dict, path: Path) -> None:

@@ -83,9 +83,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="when int8 misses the parity gate, keep up to this fraction of activation quantizers in "
                         "float, the most sensitive first (default 0.75; 0 turns it off)")
     p.add_argument("--calibration", choices=["auto", "minmax", "percentile", "entropy"], default="auto",
-                   help="ONNX int8 activation ranges: onnxruntime's MinMax, Percentile (99.999) or Entropy calibrator; "
-                        "auto tries them in that order and keeps the first that meets the target, before any float "
-                        "fallback (default auto)")
+                   help="int8 activation ranges: onnxruntime's MinMax, Percentile (99.999) or Entropy calibrator "
+                        "(OpenVINO: NNCF's min-max, quantile or histogram estimator); auto tries them in that order "
+                        "and keeps the first that meets the target, before any float fallback (default auto)")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim simplification")
     p.add_argument("--device", default="cpu", help="where onnxruntime/OpenVINO artifacts run for the parity check")
     p.add_argument("--workers", type=int, default=2)

@@ -63,7 +63,7 @@ class ExportConfig:
     timing_s: float = 1.0  # per artifact: a short latency measurement at batch 1 after the gate (0: none)
     pick: bool = False  # --format auto: name the fastest artifact that passed the gate as the deployable one
     int8_fallback: float = 0.75  # int8 missing the gate: keep up to this fraction of activation quantizers in float
-    calibration: str = "auto"  # ONNX int8 activation ranges: minmax | percentile | entropy | auto (export.onnx_export)
+    calibration: str = "auto"  # int8 activation ranges: minmax | percentile | entropy | auto (export.calibration)
     embedding: str = "backbone"  # backbone (as the papers deploy) | head (the trained projection: teacher space)
     workers: int = 2
 
@@ -218,17 +218,11 @@ class Exporter:
         if not added or self.cfg.timing_s <= 0:
             return
         filled = result.float_quantizers + added
-        candidate = judge(graph.with_float(filled))
-        x = self._calibration()[:1]
-        if self.batch.static and self.batch.static > 1:
-            x = np.repeat(x, self.batch.static, axis=0)
-
-        def p50(names: list[str]) -> float:
-            run = graph.runner(graph.with_float(names))
-            return measure(lambda: run(x), warmup_s=self.cfg.timing_s / 3, min_time_s=self.cfg.timing_s,
-                           min_runs=10).p50_ms
-
-        before, after = p50(result.float_quantizers), p50(filled) if candidate.passed else None
+        filled_model = graph.with_float(filled)
+        candidate = judge(filled_model)
+        calib = self._calibration()
+        before = self._time_p50(graph.runner(graph.with_float(result.float_quantizers)), calib)
+        after = self._time_p50(graph.runner(filled_model), calib) if candidate.passed else None
         kept = after is not None and after < before
         result.regions = {"added": len(added), "passed": candidate.passed, "p50_ms_before": round(before, 4),
                           "p50_ms_after": None if after is None else round(after, 4), "kept": kept}
@@ -305,11 +299,16 @@ class Exporter:
         auto, which compare artifacts of the same run on the same machine."""
         if self.cfg.timing_s <= 0:
             return None
-        x = self._parity_x[:1]
+        return self._time_p50(backend, self._parity_x)
+
+    def _time_p50(self, run, images: np.ndarray) -> float:
+        """p50 ms of ``run`` on the first of ``images`` (repeated to a static batch): ``cfg.timing_s`` seconds
+        after a third of that in warm-up."""
+        x = images[:1]
         if self.batch.static and self.batch.static > 1:
             x = np.repeat(x, self.batch.static, axis=0)
-        stats = measure(lambda: backend(x), warmup_s=self.cfg.timing_s / 3, min_time_s=self.cfg.timing_s, min_runs=10)
-        return stats.p50_ms
+        return measure(lambda: run(x), warmup_s=self.cfg.timing_s / 3, min_time_s=self.cfg.timing_s,
+                       min_runs=10).p50_ms
 
     def _metadata(self, fmt: str, precision: str, options: dict) -> dict[str, Any]:
         return {

@@ -115,9 +115,9 @@ def search(ranked: Sequence[str], evaluate: Callable[[list[str]], ParityResult],
 
 
 def fill_gaps(order: Sequence[str], chosen: Iterable[str], gap: int = 1) -> list[str]:
-    """``chosen`` plus every run of at most ``gap`` quantizers that sits, in graph order ``order``, between two
-    chosen ones: an int8 island inside a float region costs a quantize and a dequantize at each end and rarely
-    pays for them. Returns the added names (graph order); ``chosen`` itself is not changed."""
+    """Every run of at most ``gap`` quantizers that sits, in graph order ``order``, between two ``chosen`` ones
+    (graph order): an int8 island inside a float region costs a quantize and a dequantize at each end and rarely
+    pays for them. ``chosen`` itself is not changed."""
     picked = set(chosen)
     flags = [name in picked for name in order]
     added: list[str] = []

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from bench.report import markdown_table, scenarios_table
+from bench.report import cross_check_sections, markdown_table, scenarios_table
 from bench.runner import BenchConfig, run_bench
 from distill.checkpoint import save_student
 from distill.core.atomic import atomic_write_text, write_between_markers
@@ -164,17 +164,7 @@ def render(sections: list[dict], command: str) -> str:
                   f"{student['params'] / 1e6:.2f} M parameters, {student['flops_per_image'] / 1e6:.1f} MFLOPs per image.",
                   "", markdown_table(r), "", _floor_line(r), "",
                   "Single-stream (batch 1, p90) and offline (best images/s over the batch sizes):", "",
-                  scenarios_table(r), ""]
-        if r.get("cross_check"):
-            from bench.crosscheck import cross_check_table
-
-            lines += ["Cross-check with OpenVINO's benchmark_app (same IR, batch and threads; sync, one stream, f32 "
-                      "inference precision):", "", cross_check_table(r["cross_check"]), ""]
-        if r.get("cross_check_offline"):
-            from bench.crosscheck import offline_table
-
-            lines += ["Offline the OpenVINO way (benchmark_app, THROUGHPUT hint, asynchronous requests):", "",
-                      offline_table(r["cross_check_offline"]), ""]
+                  scenarios_table(r)] + cross_check_sections(r) + [""]
     return "\n".join(lines)
 
 
