@@ -61,6 +61,7 @@ class TrainConfig:
     log_every: int = 20  # steps between metrics.jsonl lines
     save_every: int = 0  # steps between mid-epoch checkpoints (0: epoch ends only)
     max_steps: int | None = None  # stop early (smoke tests, fixed budgets)
+    time_budget: float | None = None  # seconds of training loop; replaces `epochs` (distill.budget)
     amp: bool = True  # bf16/fp16 autocast on CUDA (ignored on CPU)
     channels_last: bool = True  # NHWC student (CUDA and CPU; on the CPU 2.3x the NCHW step: docs/BENCHMARKS.md)
     compile: bool = False  # torch.compile the student + head (pays a compile time up front)
@@ -103,6 +104,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is None or value < (0 if name == "workers" else 1):
                 raise ConfigError(f"--{name.replace('_', '-')} must be {'>= 0' if name == 'workers' else 'positive'}, got {value}")
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise ConfigError(f"--time-budget must be positive, got {self.time_budget}")
         if self.eval_every < 0 or self.eval_bank < 1 or self.eval_queries < 1:
             raise ConfigError("--eval-every must be >= 0 and --eval-bank/--eval-queries positive")
         if self.eval_every and not self.val:

@@ -20,7 +20,6 @@ Run folder: ``config.json`` (resolved config), ``checkpoint.pt`` (full training 
 from __future__ import annotations
 
 import json
-import math
 import signal
 import time
 from contextlib import nullcontext
@@ -47,6 +46,7 @@ from distill.heads import StudentWithHead, create_head
 from distill.losses import create_loss
 from distill.momentum import MomentumEncoder
 from distill.monitor import KnnMonitor
+from distill.schedule import Schedule, TimeBudget
 from distill.stopping import StopSignals, TrainingInterrupted
 from distill.students import Student, create_student
 from distill.sync_bn import convert_sync_batchnorm
@@ -54,14 +54,6 @@ from distill.teacher_cache import TeacherCache, cache_fingerprint
 from distill.teachers import TorchTeacher, load_teacher
 
 IN_MEMORY_AUTO_BYTES = 2 << 30
-
-
-def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
-    """Linear warm-up to ``peak`` over ``warmup`` steps, then cosine decay to zero at ``total``."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress_ = (step - warmup) / max(1, total - warmup)
-    return peak * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress_)))
 
 
 class Trainer:
@@ -131,8 +123,12 @@ class Trainer:
         self.center = torch.zeros(max(teacher_dim, 1), device=self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed * 1000 + self.rank)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
-        self.elapsed = 0.0
+        self.elapsed = 0.0  # seconds inside train_step
+        self.wall = 0.0  # seconds of the training loop (evaluations and checkpoints included): --time-budget
         self.images_seen = 0
+        # the first non-finite loss (step, value), recorded on the device so that no step waits for the GPU
+        self.bad_loss = torch.tensor([-1.0, 0.0], device=self.device)
+        self.graph_steps = cfg.compile and cfg.compile_mode == "reduce-overhead" and self.device.type == "cuda"
         if resume:
             self._load_state()
 
@@ -164,7 +160,7 @@ class Trainer:
             "momentum": self.momentum.state_dict() if self.momentum else None,
             "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-            "elapsed": self.elapsed, "images_seen": self.images_seen,
+            "elapsed": self.elapsed, "wall": self.wall, "images_seen": self.images_seen,
             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
             "center": self.center, "teacher_fingerprint": self._teacher_fingerprint(), "data_fingerprint": self.folder.fingerprint(),
             "world_size": self.world_size,
@@ -194,10 +190,12 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self.elapsed, self.images_seen = state["elapsed"], state["images_seen"]
+        self.wall = state.get("wall", state["elapsed"])  # checkpoints before --time-budget: the step time
         self.generator.set_state(state["generator"].cpu())
         torch.set_rng_state(state["torch_rng"].cpu())
 
     def save(self) -> None:
+        self.check_loss()  # never overwrite the last good checkpoint with weights a non-finite loss reached
         if self.rank != 0:
             return
         atomic_torch_save(self._state(), self.out / TRAIN_STATE_FILE)
@@ -221,10 +219,13 @@ class Trainer:
         return stream
 
     # -- one step -------------------------------------------------------------------------------------------
-    def train_step(self, images: torch.Tensor, indices: torch.Tensor | None = None) -> float:
+    def train_step(self, images: torch.Tensor, indices: torch.Tensor | None = None) -> torch.Tensor:
         """One optimisation step on a (B, 3, S, S) uint8 batch; ``indices`` (B,) are folder positions (needed
-        with a teacher cache). Returns the loss."""
+        with a teacher cache). Returns the loss as a 0-d tensor on the device: reading it (``float``) waits
+        for the step, so the loop reads it only at logging steps, and the GPU runs behind the Python code."""
         cfg, t_pre, s_pre = self.cfg, self.t_pre, self.student_pre
+        if self.graph_steps:  # a new iteration for CUDA graph trees (the previous step's outputs may be reused)
+            torch.compiler.cudagraph_mark_step_begin()
         images = images.to(self.device, non_blocking=True)
         b = images.shape[0]
         views = [self.augment(images, self.generator) for _ in range(self.loss.views)]
@@ -251,13 +252,21 @@ class Trainer:
                 momentum_emb = torch.stack([self.momentum(s_views[v], self.generator).float()
                                             for v in self.loss.momentum_views])
         loss = self.loss(student_emb, teacher_emb, momentum_emb)
-        if not torch.isfinite(loss):
-            raise TrainingError(f"non-finite loss ({loss.item()}) at step {self.step}; the last good checkpoint "
-                                f"in '{self.out}' is intact; lower --lr or check the teacher's outputs")
         self.update(loss)
         if self.momentum is not None:
             self.momentum.update(self.model)  # same gradients on every rank -> the same EMA everywhere
-        return float(loss.detach())
+        loss = loss.detach().float()
+        first = (self.bad_loss[0] < 0) & ~torch.isfinite(loss)
+        self.bad_loss = torch.where(first, torch.stack([torch.tensor(float(self.step), device=loss.device), loss]),
+                                    self.bad_loss)
+        return loss
+
+    def check_loss(self) -> None:
+        """Raise if a step since the start had a non-finite loss (one read of a device tensor)."""
+        step, value = self.bad_loss.tolist()
+        if step >= 0:
+            raise TrainingError(f"non-finite loss ({value}) at step {int(step)}; the last good checkpoint in "
+                                f"'{self.out}' is intact; lower --lr or check the teacher's outputs")
 
     def update(self, loss: torch.Tensor) -> None:
         """One optimiser step on ``loss`` (through the grad scaler; DDP all-reduces the gradients in backward)."""
@@ -293,39 +302,46 @@ class Trainer:
         if cfg.teacher_center and self.step == 0:
             self.center = self.estimate_center(stream)
         per_epoch = stream.batches_per_epoch()
-        total = per_epoch * cfg.epochs
-        if cfg.max_steps is not None:
-            total = min(total, cfg.max_steps)
-        warmup = min(int(cfg.warmup_epochs * per_epoch), max(0, total - 1))
+        schedule = Schedule(per_epoch, cfg.epochs, cfg.warmup_epochs, cfg.lr, cfg.max_steps)
         self.model.train()
         metrics = open(self.out / "metrics.jsonl", "a") if main else None
         monitor = self._monitor() if main else None
         if monitor is not None and self.step == 0:
             self._evaluate(monitor, metrics)
-        bar = progress(total=total, initial=self.step, desc=f"{cfg.method} {cfg.student}", unit="step",
+        bar = progress(total=schedule.total, initial=self.step, desc=f"{cfg.method} {cfg.student}", unit="step",
                        disable=not main)
         window_t, window_n, last_loss = time.perf_counter(), 0, float("nan")
+        session_t, session_wall = time.perf_counter(), self.wall
+        if cfg.time_budget:
+            schedule.start_budget(TimeBudget(cfg.time_budget, used=self.wall))
         try:
             with StopSignals() as stop:
-                while self.step < total:
+                while self.step < schedule.total:
                     completed = True
                     for batch in stream.epoch(self.epoch, self.batch_in_epoch):
-                        if self.step >= total:
+                        if self.step >= schedule.total:
                             completed = False
                             break
-                        lr = lr_at(self.step, total, warmup, cfg.lr)
+                        lr = schedule.lr(self.step)
                         for group in self.optimizer.param_groups:
                             group["lr"] = lr
                         t0 = time.perf_counter()
-                        last_loss = self.train_step(batch.images, batch.indices)
+                        loss = self.train_step(batch.images, batch.indices)
+                        self.step, self.batch_in_epoch = self.step + 1, self.batch_in_epoch + 1
+                        schedule.tick(self.step, logging=self.step % cfg.log_every == 0)
+                        log = self.step % cfg.log_every == 0 or self.step == schedule.total
+                        if log:  # the one wait for the device: the steps since the last one are done here
+                            loss = float(loss)
                         self.elapsed += time.perf_counter() - t0
                         n = batch.images.shape[0] * self.world_size
-                        self.step, self.batch_in_epoch = self.step + 1, self.batch_in_epoch + 1
                         self.images_seen += n
                         window_n += n
                         bar.update(1)
-                        if self.step % cfg.log_every == 0 or self.step == total:
-                            last_loss = mean_across_ranks(last_loss, self.device)
+                        self.wall = session_wall + time.perf_counter() - session_t
+                        if log:
+                            self.check_loss()
+                            last_loss = mean_across_ranks(loss, self.device)
+                            bar.total = schedule.total
                             now = time.perf_counter()
                             ips = window_n / max(now - window_t, 1e-9)
                             window_t, window_n = now, 0
@@ -335,7 +351,7 @@ class Trainer:
                                                           "lr": lr, "images_per_s": ips, "images_seen": self.images_seen,
                                                           "elapsed_s": round(self.elapsed, 3)}) + "\n")
                                 metrics.flush()
-                        if monitor is not None and (self.step % cfg.eval_every == 0 or self.step == total):
+                        if monitor is not None and (self.step % cfg.eval_every == 0 or self.step == schedule.total):
                             self._evaluate(monitor, metrics)
                             window_t = time.perf_counter()  # the evaluation is not training time
                         if cfg.save_every and self.step % cfg.save_every == 0:
@@ -345,6 +361,7 @@ class Trainer:
                     if completed:
                         self.epoch, self.batch_in_epoch = self.epoch + 1, 0
                     self.save()
+            self.check_loss()
         finally:
             bar.close()
             if metrics:

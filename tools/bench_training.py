@@ -271,18 +271,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compiled", action="store_true", help="also measure the online and cached steps with torch.compile")
     p.add_argument("--compile-mode", default="default",
                    help="torch.compile mode of the compiled rows (reduce-overhead: CUDA graphs on a GPU)")
+    p.add_argument("--compiled-modes", default="online,cached",
+                   help="which of the --modes --compiled measures compiled as well (each one compiles once)")
     p.add_argument("--out", help="write the JSON report here")
     p.add_argument("--markdown", help="write a Markdown section here")
     p.add_argument("--doc", help="also put the section between <!-- training:begin/end --> in this file")
     args = p.parse_args(argv)
     modes = tuple(m for m in args.modes.split(",") if m)
-    bad = [m for m in modes if m not in MODES]
+    compiled_modes = tuple(m for m in args.compiled_modes.split(",") if m)
+    bad = [m for m in modes + compiled_modes if m not in MODES]
     if bad:
         print(f"tools.bench_training: error: unknown mode {bad[0]!r}; valid: {', '.join(MODES)}", file=sys.stderr)
         return 2
     cfg = TrainBenchConfig(data=args.data, teacher=args.teacher, student=args.student, img_size=args.img_size,
                            batch_size=args.batch_size, limit=args.limit, steps=args.steps, warmup=args.warmup,
                            workers=args.workers, device=args.device, modes=modes, compiled=args.compiled, compile_mode=args.compile_mode,
+                           compiled_modes=compiled_modes,
                            teacher_arch=args.teacher_arch, teacher_drop_head=tuple(args.teacher_drop_head))
     report = run_training_bench(cfg, args.out)
     text = render_markdown(report, "python -m tools.bench_training " + " ".join(argv or sys.argv[1:]))

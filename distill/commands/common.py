@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from distill.core.cli import floats3, positive_int
+from distill.core.cli import duration, floats3, positive_int
 
 
 def add_teacher_arguments(parser: argparse.ArgumentParser, prefix: str = "teacher") -> None:
@@ -46,6 +46,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-every", type=positive_int, default=20, help="steps between metrics lines")
     p.add_argument("--save-every", type=int, default=0, help="steps between mid-epoch checkpoints (0: epoch ends)")
     p.add_argument("--max-steps", type=positive_int, help="stop after N steps (smoke tests, fixed budgets)")
+    p.add_argument("--time-budget", type=duration, metavar="T",
+                   help="train for this long (300, 300s, 10m, 1.5h) instead of --epochs: the step count is planned "
+                        "from the measured pace so that the learning-rate schedule still ends at zero")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     p.add_argument("--no-channels-last", action="store_true",
                    help="keep the student in NCHW (default NHWC, the faster layout for convolutions on CPU and GPU)")

@@ -58,7 +58,7 @@ def config_from_args(args: argparse.Namespace):
         ema_momentum=args.ema_momentum, hidden_dim=args.hidden_dim, embed_dim=args.embed_dim,
         augmentation=args.augment, limit=args.limit, in_memory=args.in_memory, device=args.device,
         workers=args.workers, seed=args.seed, log_every=args.log_every, save_every=args.save_every,
-        max_steps=args.max_steps, amp=not args.no_amp, channels_last=not args.no_channels_last, compile=args.compile, compile_mode=args.compile_mode,
+        max_steps=args.max_steps, time_budget=args.time_budget, amp=not args.no_amp, channels_last=not args.no_channels_last, compile=args.compile, compile_mode=args.compile_mode,
         teacher_options=TeacherOptions(mean=args.mean, std=args.std))
 
 

@@ -90,7 +90,7 @@ def config_from_args(args: argparse.Namespace):
         loss_options=loss_options, ema_momentum=args.ema_momentum, hidden_dim=args.hidden_dim,
         embed_dim=args.embed_dim, augmentation=args.augment, teacher_center=args.teacher_center, limit=args.limit, in_memory=args.in_memory, device=args.device,
         workers=args.workers, seed=args.seed, log_every=args.log_every, save_every=args.save_every,
-        max_steps=args.max_steps, amp=not args.no_amp, channels_last=not args.no_channels_last, compile=args.compile, compile_mode=args.compile_mode, sync_bn=args.sync_bn,
+        max_steps=args.max_steps, time_budget=args.time_budget, amp=not args.no_amp, channels_last=not args.no_channels_last, compile=args.compile, compile_mode=args.compile_mode, sync_bn=args.sync_bn,
         teacher_cache=args.teacher_cache, eval_every=args.eval_every, eval_bank=args.eval_bank,
         eval_queries=args.eval_queries, head=args.head, teacher_options=opts)
 

@@ -15,6 +15,7 @@ import functools
 import importlib
 import json
 import os
+import re
 import sys
 import warnings
 from importlib.metadata import entry_points
@@ -159,6 +160,14 @@ def positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
     return value
+
+
+def duration(text: str) -> float:
+    """``90``, ``90s``, ``10m``, ``1.5h`` -> seconds (positive)."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*", text.lower())
+    if not match or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive duration such as 300, 300s, 10m or 1.5h, got '{text}'")
+    return float(match.group(1)) * {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}[match.group(2)]
 
 
 def positive_ints(text: str) -> tuple[int, ...]:
