@@ -152,6 +152,9 @@ def _assemble(partial: Path, out: Path, starts: list[int], folder: ImageFolder, 
             "num_skipped": int((~readable).sum()), "bytes": int(len(folder) * views * dim * 2)}
 
 
+RESIDENT_BYTES = 2 << 30  # a run's cached rows up to 2 GiB are kept on a CUDA device (TeacherCache.lookup)
+
+
 class TeacherCache:
     """A cache opened for a training run: :meth:`lookup` maps folder positions to teacher embeddings.
 
@@ -190,6 +193,7 @@ class TeacherCache:
                                   f"({len(missing)} images missing); rebuild it for this --data")
         self.rows = np.array([position[p] for p in folder.paths], dtype=np.int64)
         self.readable = np.asarray(self.meta["readable"], dtype=bool)
+        self._resident: tuple[torch.device, torch.Tensor] | None = None  # (device, rows): _resident_rows
 
     def covered(self, full: ImageFolder) -> ImageFolder:
         """The images of ``full`` (a scanned --data folder) that the cache holds, in cache order: the set whose
@@ -213,17 +217,35 @@ class TeacherCache:
                                       "edgedistill cache-teacher, or train without --teacher-cache")
 
     def lookup(self, positions: torch.Tensor, num_views: int, generator: torch.Generator | None,
-               device: torch.device) -> torch.Tensor:
-        """(num_views, B, D) float32: for each image, a cached view drawn at random (view 0 when only one)."""
+               device: torch.device, resident: bool | None = None) -> torch.Tensor:
+        """(num_views, B, D) float32: for each image, a cached view drawn at random (view 0 when only one).
+
+        ``resident`` (default: on a CUDA device, when the run's rows fit in RESIDENT_BYTES) looks up in a copy of
+        the run's rows kept on ``device``: no read of the memory map and no copy to the device per step, so a
+        GPU step never waits for the host. Both ways draw the same views from ``generator``.
+        """
+        b = len(positions)
+        choice = None
+        if self.views > 1:
+            choice = torch.randint(0, self.views, (num_views, b), generator=generator, device=generator.device)
+        if resident is None:
+            resident = device.type == "cuda" and len(self.rows) * self.views * self.dim * 2 <= RESIDENT_BYTES
+        if resident:
+            table = self._resident_rows(device)
+            picked = table[positions.to(device, non_blocking=True)]  # (B, views, D)
+            if choice is None:
+                return picked[:, 0].float().unsqueeze(0).expand(num_views, -1, -1)
+            return picked[torch.arange(b, device=device), choice.to(device)].float()  # (num_views, B, D)
         rows = self.rows[positions.cpu().numpy()]
-        b = len(rows)
-        if self.views == 1:
-            choice = np.zeros((num_views, b), dtype=np.int64)
-        else:
-            r = torch.randint(0, self.views, (num_views, b), generator=generator, device=generator.device)
-            choice = r.cpu().numpy()
-        out = np.stack([self.embeddings[rows, choice[v]] for v in range(num_views)])
+        picks = np.zeros((num_views, b), dtype=np.int64) if choice is None else choice.cpu().numpy()
+        out = np.stack([self.embeddings[rows, picks[v]] for v in range(num_views)])
         return torch.from_numpy(out.astype(np.float32)).to(device, non_blocking=True)
+
+    def _resident_rows(self, device: torch.device) -> torch.Tensor:
+        """(images of the run's folder, views, D) float16 on ``device``, copied once."""
+        if self._resident is None or self._resident[0] != device:
+            self._resident = (device, torch.from_numpy(np.ascontiguousarray(self.embeddings[self.rows])).to(device))
+        return self._resident[1]
 
     def mean(self, positions: np.ndarray) -> torch.Tensor:
         """(D,) the mean view-0 embedding of the given folder positions (the teacher centre)."""

@@ -257,8 +257,8 @@ class Trainer:
             self.momentum.update(self.model)  # same gradients on every rank -> the same EMA everywhere
         loss = loss.detach().float()
         first = (self.bad_loss[0] < 0) & ~torch.isfinite(loss)
-        self.bad_loss = torch.where(first, torch.stack([torch.tensor(float(self.step), device=loss.device), loss]),
-                                    self.bad_loss)
+        # new_full is a fill kernel: no host-to-device copy, which from pageable memory would wait for the GPU
+        self.bad_loss = torch.where(first, torch.stack([loss.new_full((), float(self.step)), loss]), self.bad_loss)
         return loss
 
     def check_loss(self) -> None:

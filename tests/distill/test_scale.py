@@ -84,6 +84,14 @@ def test_a_cache_of_a_subset_serves_a_limited_run(cifar_small, resnet56_onnx, tm
     assert len(trainer.folder) == 40 and trainer.cache.views == 2
     assert trainer.fit()["steps"] == 1
 
+    # the device-resident lookup (the default on CUDA) draws the same views and returns the same rows
+    positions = torch.tensor([3, 0, 39, 17, 3])
+    for views in (1, 2):
+        drawn = [trainer.cache.lookup(positions, views, torch.Generator().manual_seed(5), torch.device("cpu"),
+                                      resident=r) for r in (False, True)]
+        assert drawn[0].shape == (views, 5, 64) and torch.equal(drawn[0], drawn[1])
+    assert not torch.equal(drawn[0][0], drawn[0][1])  # two views of one image differ
+
 
 def test_cache_teacher_limit_embeds_only_the_subset_that_train_limit_uses(cifar_small, resnet56_onnx, tmp_path):
     subset = tmp_path / "limit-cache"
