@@ -88,6 +88,15 @@ def mean_across_ranks(value: float, device: torch.device) -> float:
     return float(t.item()) / dist.get_world_size()
 
 
+def min_across_ranks(value: int, device: torch.device) -> int:
+    """The smallest of an integer over all ranks (e.g. the planned step count, which every rank must share)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
+
+
 def any_rank(flag: bool, device: torch.device) -> bool:
     """True on every rank when ``flag`` is true on any (e.g. a stop signal received by one process)."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:

@@ -7,7 +7,8 @@ pace is measured from the first logging step on (``--log-every``), so that compi
 cold caches in the first steps do not shrink the plan; until then the run warms up towards the peak rate as
 ``--epochs`` would have it. In-training evaluations and checkpoints count, so the budget is the training loop's
 wall-clock time; set-up (teacher loading, decoding into memory, the evaluation bank and its first point) and the
-final evaluation are outside it. Warm-up and decay follow MoCo-v2/SEED's cosine schedule (the papers' code steps it per epoch; here
+final evaluation are outside it. Under torchrun each rank measures its own pace and the trainer makes them agree
+(the smallest plan) at logging steps only, so that the step count stays the same on every rank. Warm-up and decay follow MoCo-v2/SEED's cosine schedule (the papers' code steps it per epoch; here
 per step).
 """
 from __future__ import annotations
@@ -65,9 +66,10 @@ class Schedule:
         self.per_epoch, self.warmup_epochs, self.peak = per_epoch, warmup_epochs, peak
         self.max_steps, self.budget = max_steps, None
         self.total, self.warmup = 0, 0
-        self._set(per_epoch * epochs)
+        self.set_total(per_epoch * epochs)
 
-    def _set(self, total: int) -> None:
+    def set_total(self, total: int) -> None:
+        """The run's length in steps (capped by ``max_steps``), the warm-up fitted inside it."""
         self.total = min(total, self.max_steps) if self.max_steps is not None else total
         self.warmup = min(int(self.warmup_epochs * self.per_epoch), max(0, self.total - 1))
 
@@ -87,4 +89,4 @@ class Schedule:
         elif self.budget.anchor is not None or logging:
             plan = self.budget.plan(step)
             if plan is not None:
-                self._set(max(plan, step + 1))
+                self.set_total(max(plan, step + 1))

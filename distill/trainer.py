@@ -41,7 +41,7 @@ from distill.core.images import scan_folder
 from distill.core.preprocess import Preprocess
 from distill.core.progress import progress
 from distill.curves import plot_run
-from distill.distributed import DistContext, any_rank, gather_cat, mean_across_ranks
+from distill.distributed import DistContext, any_rank, gather_cat, mean_across_ranks, min_across_ranks
 from distill.heads import StudentWithHead, create_head
 from distill.losses import create_loss
 from distill.momentum import MomentumEncoder
@@ -328,7 +328,12 @@ class Trainer:
                         t0 = time.perf_counter()
                         loss = self.train_step(batch.images, batch.indices)
                         self.step, self.batch_in_epoch = self.step + 1, self.batch_in_epoch + 1
-                        schedule.tick(self.step, logging=self.step % cfg.log_every == 0)
+                        logging = self.step % cfg.log_every == 0
+                        if self.world_size == 1:
+                            schedule.tick(self.step, logging)
+                        elif logging and schedule.budget is not None:  # every rank must stop at the same step
+                            schedule.tick(self.step, logging)
+                            schedule.set_total(min_across_ranks(schedule.total, self.device))
                         log = self.step % cfg.log_every == 0 or self.step == schedule.total
                         if log:  # the one wait for the device: the steps since the last one are done here
                             loss = float(loss)

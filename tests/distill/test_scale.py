@@ -167,6 +167,19 @@ def test_two_gloo_processes_train_like_one(cache, cifar_small, resnet56_onnx, tm
     assert torch.equal(order(qa), order(qb))  # every rank's teacher embeddings reached the queue
 
 
+def test_two_gloo_processes_share_one_time_budget_plan(cache, cifar_small, resnet56_onnx, tmp_path):
+    """Under --time-budget each rank measures its own pace; the plan is agreed (the smaller one) at logging steps,
+    so both ranks stop at the same step instead of one waiting forever in the other's all-reduce."""
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    args = ["train", "--data", str(cifar_small / "train"), "--teacher", str(resnet56_onnx), "--teacher-cache",
+            str(cache), "--epochs", "1000", "--time-budget", "6s", *COMMON, "--out", str(tmp_path / "two"), "--json"]
+    two = subprocess.run([*torchrun, "-m", "distill", *args], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and 0 < summary["steps"] < 1000 * 2
+
+
 def _train_subprocess(cifar_small, teacher, out, *extra):
     cmd = [sys.executable, "-m", "distill", "train", "--data", str(cifar_small / "train"), "--teacher", str(teacher),
            "--epochs", "3", "--save-every", "2", *COMMON, "--out", str(out), *extra]
