@@ -174,7 +174,7 @@ def test_two_gloo_processes_share_one_time_budget_plan(cache, cifar_small, resne
     args = ["train", "--data", str(cifar_small / "train"), "--teacher", str(resnet56_onnx), "--teacher-cache",
             str(cache), "--epochs", "1000", "--time-budget", "6s", *COMMON, "--out", str(tmp_path / "two"), "--json"]
     two = subprocess.run([*torchrun, "-m", "distill", *args], capture_output=True, text=True, cwd=ROOT,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300, check=False)
     assert two.returncode == 0, two.stderr[-3000:]
     summary = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert summary["world_size"] == 2 and 0 < summary["steps"] < 1000 * 2
