@@ -329,12 +329,11 @@ class Trainer:
                         loss = self.train_step(batch.images, batch.indices)
                         self.step, self.batch_in_epoch = self.step + 1, self.batch_in_epoch + 1
                         logging = self.step % cfg.log_every == 0
-                        if self.world_size == 1:
+                        if self.world_size == 1 or logging:  # torchrun: the ranks agree on the plan when logging
                             schedule.tick(self.step, logging)
-                        elif logging and schedule.budget is not None:  # every rank must stop at the same step
-                            schedule.tick(self.step, logging)
-                            schedule.set_total(min_across_ranks(schedule.total, self.device))
-                        log = self.step % cfg.log_every == 0 or self.step == schedule.total
+                            if self.world_size > 1 and schedule.budget is not None:
+                                schedule.set_total(min_across_ranks(schedule.total, self.device))
+                        log = logging or self.step == schedule.total
                         if log:  # the one wait for the device: the steps since the last one are done here
                             loss = float(loss)
                         self.elapsed += time.perf_counter() - t0
