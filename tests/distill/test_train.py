@@ -102,3 +102,17 @@ def test_the_student_trains_in_nhwc_unless_asked_otherwise(cifar_small, testbed,
 
     loaded = load_student(tmp_path / "run" / "student.pt")
     assert loaded.model(torch.zeros(2, 3, 32, 32)).shape[0] == 2
+
+
+def test_a_compiled_student_trains_in_reduce_overhead_mode(cifar_small, resnet56_onnx, tmp_path):
+    """--compile --compile-mode reduce-overhead (CUDA graphs on a GPU; on the CPU it compiles as 'default'):
+    three steps of a small student, every logged loss finite, the resolved mode saved with the run."""
+    out = tmp_path / "r"
+    rc = main(["train", "--data", str(cifar_small / "train"), "--teacher", str(resnet56_onnx), "--student", "alexnet",
+               "--img-size", "32", "--batch-size", "16", "--queue-size", "64", "--hidden-dim", "64", "--workers", "0",
+               "--in-memory", "on", "--device", "cpu", "--max-steps", "3", "--log-every", "1", "--compile",
+               "--compile-mode", "reduce-overhead", "--out", str(out)])
+    assert rc == 0
+    losses = [json.loads(l)["loss"] for l in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in l]
+    assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
+    assert json.loads((out / "config.json").read_text())["compile_mode"] == "reduce-overhead"
