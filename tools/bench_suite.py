@@ -2,7 +2,9 @@
 
 For each student and input size: a student checkpoint (a trained run where one is given, else the architecture
 with seed-0 random weights, which costs the same to run), its ONNX and OpenVINO exports at fp32 / fp16 / int8,
-and one ``run_bench`` over all of them. Every table lands in one Markdown file with the command that made it.
+and one ``run_bench`` over all of them. Every table lands in one Markdown file with the command that made it;
+the docs are rewritten only when named (``--doc``, ``--export-doc``), so that a run of a few students never
+replaces the published tables by accident.
 
     python -m tools.bench_suite --out runs/bench --doc docs/BENCHMARKS.md \
         --trained mobilenetv3_large_100=runs/demo/student --train cifar10/train --val cifar10/test
@@ -35,8 +37,8 @@ SIZES = (32, 224)
 @dataclass
 class SuiteConfig:
     out: str = "runs/bench"
-    doc: str | None = "docs/BENCHMARKS.md"
-    export_doc: str | None = "docs/EXPORT.md"  # the parity table goes between markers in this file
+    doc: str | None = None  # the page to (re)write, e.g. docs/BENCHMARKS.md (make bench); None: runs/ only
+    export_doc: str | None = None  # the parity table goes between markers in this file (e.g. docs/EXPORT.md)
     students: tuple[str, ...] = STUDENTS
     sizes: tuple[int, ...] = SIZES
     batch_sizes: tuple[int, ...] = (1, 8)
@@ -172,8 +174,8 @@ def render(sections: list[dict], command: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.bench_suite", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/bench")
-    p.add_argument("--doc", default="docs/BENCHMARKS.md")
-    p.add_argument("--export-doc", default="docs/EXPORT.md", help="file whose parity markers get the export table")
+    p.add_argument("--doc", help="rewrite this page with the tables (make bench: docs/BENCHMARKS.md)")
+    p.add_argument("--export-doc", help="file whose parity markers get the export table (docs/EXPORT.md)")
     p.add_argument("--students", default=",".join(STUDENTS))
     p.add_argument("--sizes", default=",".join(map(str, SIZES)))
     p.add_argument("--batch-sizes", default="1,8")
@@ -208,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         print(table)
         return 0
     text = render(sections, command)
+    atomic_write_text(Path(cfg.out) / "suite.md", text)  # always kept with the run; --doc publishes it
     if cfg.doc:
         doc = Path(cfg.doc)
         old = doc.read_text() if doc.is_file() else ""

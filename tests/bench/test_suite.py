@@ -23,3 +23,10 @@ def test_parity_table_has_a_row_per_artifact_with_its_status():
     assert "✅ ok" in rows[0] and "| 2.0 |" in rows[0] and "0.999999" in rows[0]
     assert "❌ parity failed" in rows[1] and "0.500000" in rows[1] and "| 3 of 90 |" in rows[1]
     assert "❌ export_failed" in rows[2] and rows[2].count("| - ") >= 5
+
+
+def test_the_suite_rewrites_the_docs_only_when_told():
+    """A run of one student (``--students efficientnet_b0 --sizes 32``) must not replace the published tables."""
+    from tools.bench_suite import SuiteConfig
+
+    assert SuiteConfig().doc is None and SuiteConfig().export_doc is None
