@@ -15,6 +15,8 @@ from distill.core.cli import add_json_flag, positive_int, positive_ints
 from distill.core.errors import ConfigError
 
 HELP = "index an image folder with an exported model; search it from the command line or a web page"
+DEVICE_HELP = ("cpu, or cuda[:N]: search a copy of the index on that GPU (flat and IVF indexes; needs the gpu extra, "
+               "faiss-gpu)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,6 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("-k", type=positive_int, default=10)
     s.add_argument("--nprobe", type=positive_int, metavar="N")
     s.add_argument("--ef-search", type=positive_int, metavar="N")
+    s.add_argument("--device", default="cpu", help=DEVICE_HELP)
     add_json_flag(s)
 
     v = sub.add_parser("serve", help="the search web page and JSON API")
@@ -73,6 +76,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--ef-search", type=positive_int, metavar="N")
     e.add_argument("--limit", type=positive_int, metavar="N", help="class-balanced subset of the queries")
     e.add_argument("--workers", type=int, default=2, metavar="N")
+    e.add_argument("--device", default="cpu", help=DEVICE_HELP)
     add_json_flag(e)
 
 
@@ -92,14 +96,14 @@ def run(args: argparse.Namespace) -> dict:
     if args.action == "search":
         from retrieval_demo.search import Searcher
 
-        result = Searcher(args.index, mmap=args.mmap).search_files(args.images, args.k, nprobe=args.nprobe, ef_search=args.ef_search)
+        result = Searcher(args.index, mmap=args.mmap, device=args.device).search_files(args.images, args.k, nprobe=args.nprobe, ef_search=args.ef_search)
         result["queries"] = list(args.images)
         return result
     if args.action == "eval":
         from retrieval_demo.metrics import evaluate_index
         from retrieval_demo.store import ImageIndex
 
-        return evaluate_index(ImageIndex(args.index, mmap=args.mmap), args.queries, args.k, nprobe=args.nprobe,
+        return evaluate_index(ImageIndex(args.index, mmap=args.mmap, device=args.device), args.queries, args.k, nprobe=args.nprobe,
                               ef_search=args.ef_search, limit=args.limit, workers=args.workers)
     from retrieval_demo.server import serve
 

@@ -16,10 +16,10 @@ from retrieval_demo.store import ImageIndex
 class Searcher:
     """An index and the model that built it; ``search(images, k)`` returns ranked paths with scores."""
 
-    def __init__(self, index_dir: str | Path, mmap: bool = False):
+    def __init__(self, index_dir: str | Path, mmap: bool = False, device: str = "cpu"):
         from export.backends import load_backend
 
-        self.index = ImageIndex(index_dir, mmap=mmap)
+        self.index = ImageIndex(index_dir, mmap=mmap, device=device)
         model = Path(self.index.model)
         if not model.exists():
             raise ModelError(f"the index's model '{model}' is missing; restore it or rebuild the index")

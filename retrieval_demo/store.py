@@ -128,9 +128,15 @@ def set_search_params(index, params: IndexParams) -> None:
 class ImageIndex:
     """A loaded index: ``search(queries, k)`` on (Q, D) embeddings gives (scores, paths)."""
 
-    def __init__(self, folder: str | Path, mmap: bool = False):
-        """``mmap``: map index.faiss instead of reading it (faiss IO_FLAG_MMAP: IVF lists stay on disk)."""
+    def __init__(self, folder: str | Path, mmap: bool = False, device: str = "cpu"):
+        """``mmap``: map index.faiss instead of reading it (faiss IO_FLAG_MMAP: IVF lists stay on disk);
+        ``device`` ``cuda[:N]``: search a clone on that GPU (retrieval_demo.gpu)."""
+        from retrieval_demo.gpu import GpuIndex, parse_device
+
         self.folder = Path(folder)
+        gpu_id = parse_device(device)
+        if gpu_id is not None and mmap:
+            raise ConfigError("--mmap keeps the index on disk and --device cuda copies it to the GPU; use one of them")
         manifest = self.folder / MANIFEST
         if not manifest.is_file():
             raise DataError(f"'{self.folder}' is not an index (no {MANIFEST}); build one with "
@@ -158,6 +164,10 @@ class ImageIndex:
             raise DataError(f"index '{self.folder}' holds {self.index.ntotal} vectors for {len(self.paths)} paths; "
                             f"{rebuild}")
         set_search_params(self.index, self.params)
+        self.gpu = None
+        if gpu_id is not None:
+            self.gpu = GpuIndex(self.index, self.params.kind, gpu_id)
+            self.gpu.set_nprobe(self.params.nprobe)
 
     @property
     def model(self) -> str:
@@ -196,13 +206,16 @@ class ImageIndex:
         if nprobe or ef_search:
             set_search_params(self.index, IndexParams(nprobe=nprobe or self.params.nprobe,
                                                       ef_search=ef_search or self.params.ef_search))
+            if self.gpu is not None:
+                self.gpu.set_nprobe(nprobe or self.params.nprobe)
+        index = self.gpu or self.index
         q = l2_normalize(np.asarray(queries, np.float32))
         k = min(k, len(self))
         if self.params.rerank:
-            _, ids = self.index.search(q, min(max(k, self.params.rerank), len(self)))
+            _, ids = index.search(q, min(max(k, self.params.rerank), len(self)))
             scores, ids = rerank_exact(self.vectors_on_disk(), q, ids, k)
         else:
-            scores, ids = self.index.search(q, k)
+            scores, ids = index.search(q, k)
         return scores, [[self.paths[i] for i in row if i >= 0] for row in ids]
 
     def vectors_on_disk(self) -> np.ndarray:
