@@ -61,7 +61,7 @@ class TrainConfig:
     log_every: int = 20  # steps between metrics.jsonl lines
     save_every: int = 0  # steps between mid-epoch checkpoints (0: epoch ends only)
     max_steps: int | None = None  # stop early (smoke tests, fixed budgets)
-    time_budget: float | None = None  # seconds of training loop; replaces `epochs` (distill.budget)
+    time_budget: float | None = None  # seconds of training loop; replaces `epochs` (distill.schedule)
     amp: bool = True  # bf16/fp16 autocast on CUDA (ignored on CPU)
     channels_last: bool = True  # NHWC student (CUDA and CPU; on the CPU 2.3x the NCHW step: docs/BENCHMARKS.md)
     compile: bool = False  # torch.compile the student + head (pays a compile time up front)

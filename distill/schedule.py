@@ -8,8 +8,8 @@ cold caches in the first steps do not shrink the plan; until then the run warms 
 ``--epochs`` would have it. In-training evaluations and checkpoints count, so the budget is the training loop's
 wall-clock time; set-up (teacher loading, decoding into memory, the evaluation bank and its first point) and the
 final evaluation are outside it. Under torchrun each rank measures its own pace and the trainer makes them agree
-(the smallest plan) at logging steps only, so that the step count stays the same on every rank. Warm-up and decay follow MoCo-v2/SEED's cosine schedule (the papers' code steps it per epoch; here
-per step).
+(the smallest plan) at logging steps only, so that the step count stays the same on every rank. Warm-up and decay
+follow MoCo-v2/SEED's cosine schedule (the papers' code steps it per epoch; here per step).
 """
 from __future__ import annotations
 

@@ -49,17 +49,14 @@ class GpuIndex:
                               "or use --device cpu")
         options = faiss.GpuClonerOptions()
         options.useFloat16 = kind == "ivfpq"  # PQ codes >= 56 bytes need float16 tables on the GPU
+        self.faiss, self.kind = faiss, kind
         self.resources = faiss.StandardGpuResources()
         self.index = faiss.index_cpu_to_gpu(self.resources, gpu_id, index, options)
-        self.ntotal = self.index.ntotal
 
     def set_nprobe(self, nprobe: int) -> None:
-        """IVF lists searched (the flat index has none)."""
-        faiss = require("faiss", "gpu", "GPU search")
-        try:
-            faiss.GpuParameterSpace().set_index_parameter(self.index, "nprobe", nprobe)
-        except RuntimeError:  # a flat index: no such parameter
-            pass
+        """IVF lists searched (a flat index has none)."""
+        if self.kind != "flat":
+            self.faiss.GpuParameterSpace().set_index_parameter(self.index, "nprobe", nprobe)
 
     def search(self, queries, k: int):
         return self.index.search(queries, k)
