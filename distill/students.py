@@ -1,7 +1,7 @@
 """Students: small image encoders that output a pooled embedding (classifier removed).
 
 ``create_student(name)`` accepts the registered names (``alexnet``, ``mobilenetv3_large_100``,
-``efficientnet_b0``), any other timm or torchvision classifier name, or an explicit ``timm:NAME`` /
+``efficientnet_b0``, ``resnet18_cifar``), any other timm or torchvision classifier name, or an explicit ``timm:NAME`` /
 ``torchvision:NAME``. Weights start random (the point of distillation); ``pretrained=True`` asks the library for
 its own weights where the machine can fetch them.
 """
@@ -241,6 +241,25 @@ def mobilenetv3_large_100(img_size: int = 224, pretrained: bool = False) -> Stud
 def efficientnet_b0(img_size: int = 224, pretrained: bool = False) -> Student:
     """timm EfficientNet-B0 (SEED's and DisCo's student); 1280-d embedding."""
     return _timm_student("efficientnet_b0", img_size, pretrained)
+
+
+@register_student("resnet18_cifar")
+def resnet18_cifar(img_size: int = 32, pretrained: bool = False) -> Student:
+    """ResNet-18 for 32 px images, the usual CIFAR form of the contrastive teachers (512-d embedding).
+
+    timm's ``resnet18`` with its ImageNet stem (7x7 stride-2 convolution, then a stride-2 max pool, which leave a
+    1x1 map at 32 px) replaced by a 3x3 stride-1 convolution and no pool, as in the CIFAR-10 demo of MoCo
+    (facebookresearch/moco, ``colab/moco_cifar10_demo.ipynb``: torchvision's ResNet with ``conv1`` 3x3 stride 1 and
+    ``maxpool`` removed) and SimCLR's CIFAR experiments. ``pretrained`` is refused: no such weights exist.
+    """
+    if pretrained:
+        raise ModelError("resnet18_cifar has no pretrained weights; drop --pretrained (or use resnet18)")
+    import timm
+
+    model = timm.create_model("resnet18", pretrained=False, num_classes=0)
+    model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    model.maxpool = nn.Identity()
+    return Student(model, probe_dim(model, img_size), "resnet18_cifar", img_size)
 
 
 def create_student(name: str, img_size: int = 224, pretrained: bool = False) -> Student:

@@ -31,7 +31,7 @@ from torch import nn
 
 from distill.checkpoint_keys import HEAD_PREFIXES, extract_state_dict, match_state_dict, remove_heads
 from distill.core.errors import ModelError
-from distill.core.preprocess import Preprocess, PreprocessOverrides, read_sidecar, sidecar_path
+from distill.core.preprocess import ONNX_METADATA_KEY, Preprocess, PreprocessOverrides, read_sidecar, sidecar_path
 from distill.core.threads import ort_session_options
 from distill.students import drop_final_linear
 
@@ -266,7 +266,11 @@ def _file_preprocess(path: Path, overrides: PreprocessOverrides) -> Preprocess:
         return overrides.apply(Preprocess.from_dict(side))
     pre = Preprocess()
     if path.suffix.lower() == ".onnx":
-        size = _onnx_static_size(path)
+        graph = _onnx_header(path)
+        exported = _onnx_exported_preprocess(graph, path)
+        if exported is not None:  # an edgedistill export (e.g. a pretrain run's model): its own preprocessing
+            return overrides.apply(exported)
+        size = _onnx_static_size(graph)
         if size:
             pre = pre.override(input_size=size)
     if overrides.input_size is None or overrides.mean is None or overrides.std is None:
@@ -277,13 +281,30 @@ def _file_preprocess(path: Path, overrides: PreprocessOverrides) -> Preprocess:
     return overrides.apply(pre)
 
 
-def _onnx_static_size(path: Path) -> int | None:
+def _onnx_header(path: Path):
+    """The ONNX model without external weight files (enough for its metadata and input shape)."""
     import onnx
 
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        return onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError and friends
         raise ModelError(f"'{path}' is not a valid ONNX file ({type(exc).__name__}); re-export it") from None
+
+
+def _onnx_exported_preprocess(model, path: Path) -> Preprocess | None:
+    """The preprocessing `edgedistill export` embedded in an ONNX model's metadata, or ``None`` for other files."""
+    for prop in model.metadata_props:
+        if prop.key == ONNX_METADATA_KEY:
+            try:
+                return Preprocess.from_dict(json.loads(prop.value)["preprocess"])
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise ModelError(f"'{path.name}' has damaged edgedistill metadata; re-export it or write a sidecar "
+                                 "JSON with input_size, mean and std") from None
+    return None
+
+
+def _onnx_static_size(model) -> int | None:
+    """The square input size of an ONNX model with a fixed (B, 3, S, S) input, else ``None``."""
     dims = model.graph.input[0].type.tensor_type.shape.dim
     if len(dims) == 4 and dims[2].dim_value and dims[2].dim_value == dims[3].dim_value:
         return int(dims[2].dim_value)

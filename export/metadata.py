@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from distill.core.atomic import atomic_write_json
+from distill.core.preprocess import ONNX_METADATA_KEY as METADATA_KEY  # the teacher loader reads it too
 from distill.core.preprocess import read_sidecar, sidecar_path
 from export.errors import ExportError
 
-METADATA_KEY = "edgedistill"
 VERSIONED = ("edgedistill", "torch", "onnx", "onnxruntime", "openvino", "nncf", "tensorrt", "onnxslim")
 
 

@@ -17,6 +17,7 @@ from distill.core.errors import ModelError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+ONNX_METADATA_KEY = "edgedistill"  # the metadata_props key under which `edgedistill export` describes an ONNX file
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ from tests.conftest import run_cli
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
 
-@pytest.mark.parametrize("method", ["mocov2", "simclr"])
-def test_pretrain_runs_two_steps(cifar_small, tmp_path, method):
+@pytest.mark.parametrize("method,model", [("mocov2", "alexnet"), ("simclr", "alexnet"), ("mocov2", "resnet18_cifar")])
+def test_pretrain_runs_two_steps(cifar_small, tmp_path, method, model):
     out = tmp_path / method
     proc = run_cli("distill", "pretrain", "--data", str(cifar_small / "train"), "--val", str(cifar_small / "test"),
-                   "--model", "alexnet", "--method", method, "--img-size", "32", "--batch-size", "16",
+                   "--model", model, "--method", method, "--img-size", "32", "--batch-size", "16",
                    "--max-steps", "2", "--hidden-dim", "64", "--workers", "0", "--log-every", "1", "--out", str(out),
                    "--json")
     assert proc.returncode == 0, proc.stderr
@@ -21,7 +21,7 @@ def test_pretrain_runs_two_steps(cifar_small, tmp_path, method):
     assert r["steps"] == 2 and r["method"] == method and r["teacher"] is None and r["final_loss"] > 0
     assert 0.0 <= r["eval"]["knn_top1"] <= 1.0
     student = load_student(out)
-    assert student.model.img_size == 32 and student.preprocess.input_size == 32
+    assert student.model.img_size == 32 and student.preprocess.input_size == 32 and student.model.name == model
     assert json.loads((out / "config.json").read_text())["augmentation"] == "mocov2"
 
 

@@ -7,12 +7,28 @@ from distill.core.errors import ModelError
 from distill.students import adapt_small_input, create_student, drop_final_linear, registered_students
 
 
-@pytest.mark.parametrize("name,dim", [("alexnet", 4096), ("mobilenetv3_large_100", 1280), ("efficientnet_b0", 1280)])
+@pytest.mark.parametrize("name,dim", [("alexnet", 4096), ("mobilenetv3_large_100", 1280), ("efficientnet_b0", 1280),
+                                      ("resnet18_cifar", 512)])
 def test_registered_students_embed_32px_images(name, dim):
     student = create_student(name, img_size=32).eval()
     with torch.no_grad():
         out = student(torch.randn(2, 3, 32, 32))
     assert out.shape == (2, dim) == (2, student.num_features)
+
+
+def test_resnet18_cifar_keeps_a_4x4_map_at_32px_and_rebuilds_from_its_state_dict():
+    student = create_student("resnet18_cifar", img_size=32).eval()
+    imagenet_stem = create_student("timm:resnet18", img_size=32).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert student.backbone.forward_features(x).shape == (2, 512, 4, 4)  # stride 8 in all, not 32
+        assert imagenet_stem.backbone.forward_features(x).shape == (2, 512, 1, 1)
+        assert student.backbone.conv1.kernel_size == (3, 3) and student.backbone.conv1.stride == (1, 1)
+        again = create_student("resnet18_cifar", img_size=32).eval()
+        again.load_state_dict(student.state_dict())  # the same keys and shapes: checkpoints rebuild by name
+        assert torch.equal(again(x), student(x))
+    with pytest.raises(ModelError, match="no pretrained weights"):
+        create_student("resnet18_cifar", pretrained=True)
 
 
 def test_alexnet_pools_are_adapted_only_where_needed():
