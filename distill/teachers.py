@@ -31,7 +31,7 @@ from torch import nn
 
 from distill.checkpoint_keys import HEAD_PREFIXES, extract_state_dict, match_state_dict, remove_heads
 from distill.core.errors import ModelError
-from distill.core.preprocess import ONNX_METADATA_KEY, Preprocess, PreprocessOverrides, read_sidecar, sidecar_path
+from distill.core.preprocess import Preprocess, PreprocessOverrides, onnx_metadata, read_sidecar, sidecar_path
 from distill.core.threads import ort_session_options
 from distill.students import drop_final_linear
 
@@ -293,14 +293,12 @@ def _onnx_header(path: Path):
 
 def _onnx_exported_preprocess(model, path: Path) -> Preprocess | None:
     """The preprocessing `edgedistill export` embedded in an ONNX model's metadata, or ``None`` for other files."""
-    for prop in model.metadata_props:
-        if prop.key == ONNX_METADATA_KEY:
-            try:
-                return Preprocess.from_dict(json.loads(prop.value)["preprocess"])
-            except (ValueError, KeyError, TypeError, AttributeError):
-                raise ModelError(f"'{path.name}' has damaged edgedistill metadata; re-export it or write a sidecar "
-                                 "JSON with input_size, mean and std") from None
-    return None
+    try:
+        meta = onnx_metadata(model)
+        return None if meta is None else Preprocess.from_dict(meta["preprocess"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise ModelError(f"'{path.name}' has damaged edgedistill metadata; re-export it or write a sidecar "
+                         "JSON with input_size, mean and std") from None
 
 
 def _onnx_static_size(model) -> int | None:

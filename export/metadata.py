@@ -15,7 +15,7 @@ from typing import Any
 
 from distill.core.atomic import atomic_write_json
 from distill.core.preprocess import ONNX_METADATA_KEY as METADATA_KEY  # the teacher loader reads it too
-from distill.core.preprocess import read_sidecar, sidecar_path
+from distill.core.preprocess import onnx_metadata, read_sidecar, sidecar_path
 from export.errors import ExportError
 
 VERSIONED = ("edgedistill", "torch", "onnx", "onnxruntime", "openvino", "nncf", "tensorrt", "onnxslim")
@@ -65,7 +65,7 @@ def read_metadata(artifact: str | Path) -> dict[str, Any] | None:
             model = onnx.load(str(artifact), load_external_data=False)
         except Exception as exc:  # protobuf's DecodeError for a truncated or damaged file, OSError
             raise ExportError(f"'{artifact}' is not a readable ONNX file ({type(exc).__name__}); re-export it") from None
-        for prop in model.metadata_props:
-            if prop.key == METADATA_KEY:
-                return json.loads(prop.value)
+        meta = onnx_metadata(model)
+        if meta is not None:
+            return meta
     return read_sidecar(artifact)

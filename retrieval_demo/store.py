@@ -163,11 +163,14 @@ class ImageIndex:
         if self.index.ntotal != len(self.paths):
             raise DataError(f"index '{self.folder}' holds {self.index.ntotal} vectors for {len(self.paths)} paths; "
                             f"{rebuild}")
-        set_search_params(self.index, self.params)
-        self.gpu = None
-        if gpu_id is not None:
-            self.gpu = GpuIndex(self.index, self.params.kind, gpu_id)
-            self.gpu.set_nprobe(self.params.nprobe)
+        self.gpu = None if gpu_id is None else GpuIndex(self.index, self.params.kind, gpu_id)
+        self._set_params(self.params)
+
+    def _set_params(self, params: IndexParams) -> None:
+        """nprobe / efSearch on the index, and nprobe on its GPU clone where there is one."""
+        set_search_params(self.index, params)
+        if self.gpu is not None:
+            self.gpu.set_nprobe(params.nprobe)
 
     @property
     def model(self) -> str:
@@ -204,10 +207,8 @@ class ImageIndex:
                ef_search: int | None = None) -> tuple[np.ndarray, list[list[str]]]:
         """Top-k cosine neighbours of (Q, D) query embeddings: scores (Q, k) and relative paths."""
         if nprobe or ef_search:
-            set_search_params(self.index, IndexParams(nprobe=nprobe or self.params.nprobe,
-                                                      ef_search=ef_search or self.params.ef_search))
-            if self.gpu is not None:
-                self.gpu.set_nprobe(nprobe or self.params.nprobe)
+            self._set_params(IndexParams(nprobe=nprobe or self.params.nprobe,
+                                         ef_search=ef_search or self.params.ef_search))
         index = self.gpu or self.index
         q = l2_normalize(np.asarray(queries, np.float32))
         k = min(k, len(self))

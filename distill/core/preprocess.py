@@ -94,6 +94,15 @@ class Preprocess:
         return (x - mean) / std
 
 
+def onnx_metadata(model: Any) -> dict[str, Any] | None:
+    """The metadata `edgedistill export` stored in a loaded ONNX model (``metadata_props`` key
+    ``ONNX_METADATA_KEY``), or ``None`` for an ONNX file from elsewhere; invalid JSON raises ``ValueError``."""
+    for prop in model.metadata_props:
+        if prop.key == ONNX_METADATA_KEY:
+            return json.loads(prop.value)
+    return None
+
+
 def sidecar_path(model_path: str | Path) -> Path:
     """The sidecar JSON of a model file: its name up to the first dot, plus ``.json``.
 
