@@ -44,6 +44,9 @@ class GpuIndex:
             raise ConfigError("this faiss build has no GPU support; install the gpu extra on a CUDA machine "
                               "(pip install 'edgedistill[gpu]', which replaces faiss-cpu), or use --device cpu")
         available = faiss.get_num_gpus()
+        if available == 0:
+            raise ConfigError("faiss has GPU support but sees no GPU (no CUDA driver, or CUDA_VISIBLE_DEVICES hides "
+                              "them); run on a machine with an NVIDIA GPU, or use --device cpu")
         if gpu_id >= available:
             raise ConfigError(f"--device cuda:{gpu_id}: faiss sees {available} GPU(s); pick one below {available} "
                               "or use --device cpu")
