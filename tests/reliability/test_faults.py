@@ -133,6 +133,12 @@ from distill.core.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
+def default_sigint() -> None:
+    """A shell starts background jobs with SIGINT ignored, and Python keeps it ignored (no KeyboardInterrupt);
+    the command must see Ctrl-C as a user's terminal delivers it, however the test run was started."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 INTERRUPT = {
     "export": (("export", "--model", "{ws}/run", "--format", "onnx", "--precision", "fp32", "--parity-size", "8",
                 "--timing-s", "0.1", "--workers", "0", "--out", "{ws}/export2"), 1, "export2"),
@@ -148,7 +154,8 @@ INTERRUPT = {
 def test_interrupt(command: str, sig: str, ws: Path):
     args, at, out = INTERRUPT[command]
     before = snapshot(ws)
-    proc = run(list(args), ws, wrapper=WRAPPER, env={"FAULT_AT_WRITE": str(at), "FAULT_SIGNAL": sig})
+    proc = run(list(args), ws, wrapper=WRAPPER, env={"FAULT_AT_WRITE": str(at), "FAULT_SIGNAL": sig},
+               preexec=default_sigint)
     code = 128 + getattr(signal, sig)
     assert_clean_failure(proc, "interrupted" if sig == "SIGINT" else "stopped by SIGTERM", code)
     assert_intact(before, ws)
