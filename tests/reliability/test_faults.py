@@ -133,6 +133,7 @@ from distill.core.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
+
 def default_sigint() -> None:
     """A shell starts background jobs with SIGINT ignored, and Python keeps it ignored (no KeyboardInterrupt);
     the command must see Ctrl-C as a user's terminal delivers it, however the test run was started."""
