@@ -25,7 +25,7 @@ comma    := ,
 export EDGEDISTILL_TESTBED := $(abspath $(TESTBED))
 export EDGEDISTILL_DATA    := $(abspath $(DATADIR))
 
-.PHONY: setup data test demo bench results clean help
+.PHONY: setup runtime-env data test demo bench results clean help
 
 help:
 	@echo "make demo   set up, then distil $(STUDENT) from $(notdir $(TEACHER)), evaluate, export, benchmark, index"
@@ -42,7 +42,18 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install --quiet --no-build-isolation -e '.[openvino,demo,dev]'
+	$(BIN)/python -m pip install --quiet --no-build-isolation -e '.[train,openvino,demo,dev]'
+	touch $@
+
+# The deploy side alone, as a device gets it: the base install (no torch) plus the retrieval page and pytest.
+# tests/runtime drives its commands on artifacts exported in the main environment (docs/DEPLOY.md).
+RUNTIME_VENV ?= .venv-runtime
+runtime-env: $(RUNTIME_VENV)/.installed
+
+$(RUNTIME_VENV)/.installed: pyproject.toml
+	test -x $(RUNTIME_VENV)/bin/python || $(PYTHON) -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(RUNTIME_VENV)/bin/python -m pip install --quiet --no-build-isolation -e '.[demo]'
 	touch $@
 
 # Unpack the test bed's archives once (a few seconds); skipped where no test bed exists.
@@ -58,8 +69,8 @@ data:
 	  done; \
 	else echo "no test bed at $(TESTBED): tests that need it will be skipped"; fi
 
-test: setup data
-	$(BIN)/python -m pytest -q
+test: setup data runtime-env
+	EDGEDISTILL_RUNTIME_VENV=$(abspath $(RUNTIME_VENV)) $(BIN)/python -m pytest -q
 
 # The whole pipeline, small: embed a subset once with the teacher (cache-teacher), distil on it, export (ONNX
 # fp32/int8, OpenVINO fp32; each parity-checked), benchmark the backends, then index the training images with the
@@ -111,4 +122,4 @@ results: setup data
 	  --out runs/results-table $(RESULTS_ARGS)
 
 clean:
-	rm -rf $(VENV) $(CACHE) runs .pytest_cache
+	rm -rf $(VENV) $(RUNTIME_VENV) $(CACHE) runs .pytest_cache

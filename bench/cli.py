@@ -1,7 +1,10 @@
 """Benchmark backends side by side: latency (p50/p90/p99), throughput, peak memory, size, and accuracy parity
 (embedding cosine and weighted-kNN top-1 against the PyTorch student).
 
-A run folder means its student.pt plus every artifact exported from it. Each backend runs in its own process;
+A run folder means its student.pt plus every artifact exported from it; an export folder copied to a device (no
+torch needed) means its artifacts, each checked against the reference bundle the export wrote beside it: the
+parity gate again, on this machine's runtime and CPU (exit 3 when an artifact fails it here). Each backend runs in
+its own process;
 rounds are interleaved (A B C A B C ...) and medians reported, so a slow window of the machine hits every
 backend alike.
 
@@ -38,6 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
+    from pathlib import Path
+
     from bench.runner import BenchConfig, run_bench
     from distill.core.errors import ConfigError
 
@@ -52,14 +57,24 @@ def run(args: argparse.Namespace) -> dict:
                       cross_check=args.cross_check)
     report = run_bench(cfg)
     keys = ("backend", "precision", "batch_size", "img_size", "status", "p50_ms", "p90_ms", "p99_ms",
-            "images_per_s", "peak_rss_mb", "size_mb", "knn_top1", "knn_delta", "min_cosine", "error")
+            "images_per_s", "peak_rss_mb", "size_mb", "knn_top1", "knn_delta", "min_cosine", "gate",
+            "gate_min_cosine", "gate_overlap@10", "gate_knn", "gate_reason", "error")
     result = {"report_dir": report["report_dir"], "rows": [{k: r.get(k) for k in keys} for r in report["rows"]]}
     failed = {r.get("artifact") or r["backend"]: r.get("error") or "failed" for r in report["rows"] if r["status"] != "ok"}
     if failed:  # the report of the others is written; the exit status says that not all could be measured
         name, why = next(iter(failed.items()))
         error = ConfigError(f"{len(failed)} of {len({r.get('artifact') or r['backend'] for r in report['rows']})} "
-                            f"artifact(s) could not be benchmarked, first '{name}': {str(why).splitlines()[0]}; "
-                            f"re-export it (the others are in {report['report_dir']})")
+                            f"artifact(s) could not be benchmarked, first '{name}': {str(why).splitlines()[0]} "
+                            f"(the others are in {report['report_dir']})")
+        error.result = result
+        raise error
+    gate_failed = sorted({Path(r["artifact"]).name for r in report["rows"] if r.get("gate") == "fail"})
+    if gate_failed:  # measured, and no longer within the export's tolerance on this machine
+        from export.errors import ParityError
+
+        reason = next(r["gate_reason"] for r in report["rows"] if r.get("gate") == "fail")
+        error = ParityError(f"{len(gate_failed)} artifact(s) fail the parity gate on this machine, first "
+                            f"'{gate_failed[0]}': {reason}; do not deploy it here (report in {report['report_dir']})")
         error.result = result
         raise error
     return result

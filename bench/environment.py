@@ -39,22 +39,34 @@ def memory_gb() -> float | None:
 
 @lru_cache(maxsize=None)
 def peak_gflops(threads: int, n: int = 1024, seconds: float = 1.0) -> float:
-    """Measured fp32 peak of this machine: the best rate of n x n matrix products over ``seconds``."""
-    import torch
+    """Measured fp32 peak of this machine: the best rate of n x n matrix products over ``seconds``, with torch's
+    ``threads`` threads where torch is installed, else with numpy's BLAS (the deploy install has no torch; its
+    thread count is what OMP_NUM_THREADS gave it)."""
+    try:
+        import torch
+    except ImportError:
+        import numpy as np
 
+        rng = np.random.default_rng(0)
+        a, b = rng.standard_normal((n, n), np.float32), rng.standard_normal((n, n), np.float32)
+        return _best_rate(lambda: a @ b, n, seconds)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         a, b = torch.randn(n, n), torch.randn(n, n)
-        a @ b
-        best, end = 0.0, time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            t0 = time.perf_counter()
-            a @ b
-            best = max(best, 2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
-        return best
+        return _best_rate(lambda: a @ b, n, seconds)
     finally:
         torch.set_num_threads(previous)
+
+
+def _best_rate(matmul, n: int, seconds: float) -> float:
+    matmul()
+    best, end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t0 = time.perf_counter()
+        matmul()
+        best = max(best, 2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
+    return best
 
 
 def load_average() -> list[float] | None:

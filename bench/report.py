@@ -10,7 +10,9 @@ from distill.core.atomic import atomic_write_bytes, atomic_write_json, atomic_wr
 
 CSV_COLUMNS = ("backend", "precision", "batch_size", "img_size", "status", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "mean_ms",
                "std_ms", "images_per_s", "e2e_p50_ms", "speedup_vs_torch", "floor_ms", "peak_rss_mb", "size_mb",
-               "knn_top1", "knn_delta", "min_cosine", "mean_cosine", "neighbour_overlap@10", "artifact", "error")
+               "knn_top1", "knn_delta", "min_cosine", "mean_cosine", "neighbour_overlap@10", "gate", "gate_images",
+               "gate_min_cosine", "gate_mean_cosine", "gate_overlap@10", "gate_knn", "gate_knn_reference", "gate_reason",
+               "artifact", "error")
 
 
 def _fmt(v, digits: int = 2) -> str:
@@ -42,6 +44,28 @@ def markdown_table(report: dict) -> str:
             _fmt(ref.get("knn_delta"), 4), _fmt(ref.get("min_cosine"), 4), _fmt(first.get("p50_ms")),
             _fmt(first.get("speedup_vs_torch")), _fmt(last.get("p50_ms")), _fmt(last.get("images_per_s"), 0),
             _fmt(ref.get("peak_rss_mb"), 0)]) + " |")
+    return "\n".join(lines)
+
+
+def gate_table(report: dict) -> str | None:
+    """The export's parity verdicts, measured again on this machine against each artifact's reference bundle
+    (bench.runner._gates), beside the batch-1 latency; None when no artifact had a bundle."""
+    rows = [r for r in report["rows"] if r.get("gate")]
+    if not rows:
+        return None
+    b1 = min(r["batch_size"] for r in rows)
+    lines = ["| backend | precision | images | worst cos | mean cos | overlap@10 | kNN export -> here | gate | "
+             f"p50 ms (b{b1}) |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["batch_size"] != b1:
+            continue
+        knn = (f"{100 * r['gate_knn_reference']:.1f} -> {100 * r['gate_knn']:.1f}"
+               if r.get("gate_knn") is not None else "-")
+        verdict = {"pass": "✅ pass", "fail": f"❌ fail: {r.get('gate_reason')}",
+                   "refused": f"❌ refused: {r.get('gate_reason')}"}[r["gate"]]
+        lines.append("| " + " | ".join([r["backend"], r["precision"], r.get("gate_images") or "-",
+                                        _fmt(r.get("gate_min_cosine"), 6), _fmt(r.get("gate_mean_cosine"), 6),
+                                        _fmt(r.get("gate_overlap@10"), 3), knn, verdict, _fmt(r.get("p50_ms"))]) + " |")
     return "\n".join(lines)
 
 
@@ -90,8 +114,13 @@ def render_markdown(report: dict) -> str:
             f"Load average before/after: {_load(env)}.",
             f"Student: {_fmt(student.get('params'), 0)} parameters, "
             f"{flops / 1e6:.1f} MFLOPs per image." if flops else "", "",
-            markdown_table(report), "",
-            "Scenarios, in MLPerf inference's terms: single-stream (one image at a time, its p90 latency) and "
+            markdown_table(report), ""]
+    gates = gate_table(report)
+    if gates:
+        head += ["Parity gate on this machine: each artifact's embeddings of its reference bundle (the images the "
+                 "export gated it on) against PyTorch's, with the export's tolerances (export.reference):", "",
+                 gates, ""]
+    head += ["Scenarios, in MLPerf inference's terms: single-stream (one image at a time, its p90 latency) and "
             "offline (every image at hand, the best throughput over the measured batch sizes):", "",
             scenarios_table(report), "",
             "p50/p90/p99 are medians over interleaved rounds of per-call latency on a ready batch "

@@ -18,15 +18,17 @@ from typing import Any
 import numpy as np
 
 from bench.environment import contended, environment, load_average, runnable_others
-from distill.checkpoint import STUDENT_FILE
+from distill.core.deps import available
 from distill.core.embeddings import FolderEmbeddings, bank_overlap, cosine_rows, knn_protocols, neighbour_overlap
-from distill.core.errors import DataError
+from distill.core.errors import DataError, MissingDependencyError
 from distill.core.images import scan_folder
+from distill.core.layout import EXPORT_DIR, STUDENT_FILE
 from distill.core.progress import progress
 from distill.core.threads import usable_cpus
 from export.backends import runtime_for
 from export.formats import artifact_suffixes
 from export.metadata import read_metadata
+from export.reference import MANIFEST
 
 WORKER = str(Path(__file__).with_name("worker.py"))  # started by file path: see _run_worker
 
@@ -52,8 +54,10 @@ class BenchConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def expand_targets(targets: list[str]) -> list[Path]:
-    """A run folder means its student.pt plus every artifact exported from it (failed ones excluded)."""
+def expand_targets(targets: list[str], with_torch: bool = True) -> list[Path]:
+    """A run folder means its student.pt plus every artifact exported from it (failed ones excluded); an export
+    folder its artifacts. Without torch (``with_torch`` False: the deploy install) a run folder's student.pt is left
+    out with a note, and a student.pt named on its own is an error naming the extra."""
     found: list[Path] = []
     for t in targets:
         p = Path(t).expanduser()
@@ -61,11 +65,18 @@ def expand_targets(targets: list[str]) -> list[Path]:
             raise DataError(f"'{p}' does not exist; pass artifacts (.onnx, .xml, .engine), student.pt or run folders")
         if p.is_dir():
             if (p / STUDENT_FILE).is_file():
-                found.append(p / STUDENT_FILE)
-            export_dir = p / "export" if (p / "export").is_dir() else p
+                if with_torch:
+                    found.append(p / STUDENT_FILE)
+                else:
+                    print(f"note: torch is not installed, so the PyTorch row of '{p / STUDENT_FILE}' is left out "
+                          "(pip install 'edgedistill[train]' adds it); artifacts are checked against their reference "
+                          "bundle", file=sys.stderr, flush=True)
+            export_dir = p / EXPORT_DIR if (p / EXPORT_DIR).is_dir() else p
             found += sorted(f for f in export_dir.iterdir() if f.suffix in artifact_suffixes())
         else:
-            runtime_for(p)  # raises a clear error for .failed and unknown suffixes
+            if runtime_for(p) == "torch" and not with_torch:  # runtime_for: a clear error for .failed, unknown suffixes
+                raise MissingDependencyError(f"'{p}' is a PyTorch student: benchmarking it needs the training stack, "
+                                             "pip install 'edgedistill[train]'; or pass its export folder")
             found.append(p)
     unique = list(dict.fromkeys(f.resolve() for f in found))
     if not unique:
@@ -123,8 +134,9 @@ def _median(values: list[float]) -> float:
 def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     threads = cfg.threads or usable_cpus()
     load_before, others_before = load_average(), runnable_others()
-    paths = expand_targets(cfg.targets)
-    reference = _reference_checkpoint(paths)
+    with_torch = available("torch")
+    paths = expand_targets(cfg.targets, with_torch)
+    reference = _reference_checkpoint(paths) if with_torch else None
     if reference is not None and reference not in paths:
         paths.insert(0, reference)
     labels = [_label(p) for p in paths]
@@ -148,6 +160,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         bar.close()
         others_after = runnable_others()
         embeddings = _embeddings(cfg, labels, work, threads)
+        gates = _gates(cfg, labels, work, threads, reference)
 
     env = environment(threads)
     env["load_average"] = {"before": load_before, "after": load_average(), "others_before": others_before,
@@ -157,7 +170,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
               f"threads on average, load average {load_before} -> {env['load_average']['after']} on {threads} "
               "threads): latencies are not a quiet machine's", file=sys.stderr, flush=True)
     flops, params = _cost(reference)
-    rows = _rows(cfg, labels, timings, embeddings, reference, flops, env)
+    rows = _rows(cfg, labels, timings, embeddings, reference, flops, env, gates)
     report = {"config": asdict(cfg), "environment": env, "student": {"checkpoint": str(reference) if reference else None,
                                                                       "flops_per_image": flops, "params": params},
               "rows": rows, "report_dir": str(out)}
@@ -200,6 +213,33 @@ def _embeddings(cfg: BenchConfig, labels: list[dict], work: Path, threads: int) 
     return found
 
 
+def _gates(cfg: BenchConfig, labels: list[dict], work: Path, threads: int, reference: Path | None) -> dict[str, dict]:
+    """Per artifact, the parity gate run again here against the reference bundle its export wrote beside it
+    (export.reference): what says that the artifact still agrees with PyTorch on this machine's runtime and CPU.
+    An artifact without a bundle is refused when there is no PyTorch student to compare with either."""
+    found = {}
+    for lab in labels:
+        if lab["backend"] == "torch":
+            continue
+        if not (Path(lab["artifact"]).parent / MANIFEST).is_file() and reference is not None:
+            continue  # an export from before the bundle: compared with the PyTorch row instead
+        res = _run_worker({"task": "parity", "artifact": lab["artifact"], "device": cfg.device, "threads": threads},
+                          work, threads)
+        found[lab["artifact"]] = res["parity"] if res.get("ok") else {"error": res.get("error")}
+    return found
+
+
+def _gate_columns(gate: dict | None) -> dict[str, Any]:
+    if not gate:
+        return {}
+    if "error" in gate:
+        return {"gate": "refused", "gate_reason": gate["error"]}
+    return {"gate": "pass" if gate["passed"] else "fail", "gate_images": f"{gate['num_images']} {gate['images']}",
+            "gate_min_cosine": gate["min_cosine"], "gate_mean_cosine": gate["mean_cosine"],
+            "gate_overlap@10": gate["neighbour_overlap@10"], "gate_knn": gate.get("knn"),
+            "gate_knn_reference": gate.get("knn_reference"), "gate_reason": gate.get("reason")}
+
+
 def _cost(reference: Path | None) -> tuple[int | None, int | None]:
     if reference is None:
         return None, None
@@ -210,7 +250,7 @@ def _cost(reference: Path | None) -> tuple[int | None, int | None]:
     return count_flops(loaded.model, loaded.preprocess.input_size), count_params(loaded.model)
 
 
-def _rows(cfg, labels, timings, embeddings, reference, flops, env) -> list[dict]:
+def _rows(cfg, labels, timings, embeddings, reference, flops, env, gates=None) -> list[dict]:
     ref_key = str(reference) if reference else None
     ref_emb = embeddings.get(ref_key, {}) if ref_key else {}
     ref_knn = None
@@ -225,7 +265,8 @@ def _rows(cfg, labels, timings, embeddings, reference, flops, env) -> list[dict]
             row = {"backend": lab["backend"], "precision": lab["precision"], "batch_size": bs, "img_size": None,
                    "status": "error", "p50_ms": None, "p90_ms": None, "p99_ms": None, "p999_ms": None, "mean_ms": None, "std_ms": None,
                    "images_per_s": None, "e2e_p50_ms": None, "peak_rss_mb": None, "size_mb": None,
-                   **acc, "artifact": lab["artifact"], "error": None}
+                   **acc, **_gate_columns((gates or {}).get(lab["artifact"])), "artifact": lab["artifact"],
+                   "error": None}
             entries = [r["batches"].get(str(bs), {}) for r in good]
             if not good:
                 row["error"] = runs[0].get("error") if runs else "not run"
@@ -246,6 +287,8 @@ def _rows(cfg, labels, timings, embeddings, reference, flops, env) -> list[dict]
                     row["floor_ms"] = flops * bs / (env["peak_gflops_fp32"] * 1e9) * 1e3
             if row["status"] == "ok" and acc.get("accuracy_error"):
                 row["error"] = acc["accuracy_error"]
+            if row.get("gate") == "refused":  # no reference to judge it by: not a result to deploy on
+                row.update(status="error", error=row["gate_reason"])
             rows.append(row)
     torch_p50 = {r["batch_size"]: r["p50_ms"] for r in rows if r["backend"] == "torch" and r["status"] == "ok"}
     for r in rows:

@@ -4,7 +4,8 @@
 
 * ``timing``: inference latency per batch size on a ready, preprocessed batch, and end-to-end latency (decode,
   preprocess, infer) on real image files, plus the process's peak resident memory;
-* ``embed``: embeddings of the parity images and of the kNN bank and queries, saved as .npy files.
+* ``embed``: embeddings of the parity images and of the kNN bank and queries, saved as .npy files;
+* ``parity``: the export's parity gate again, here, against the reference bundle beside the artifact.
 """
 from __future__ import annotations
 
@@ -87,12 +88,29 @@ def embed(job: dict) -> dict:
     return {"saved": saved}
 
 
+def parity(job: dict) -> dict:
+    """The parity gate on this machine, against the reference bundle beside the artifact (export.reference)."""
+    from export.backends import load_backend
+    from export.reference import check_backend, load_bundle
+
+    bundle = load_bundle(Path(job["artifact"]).parent)
+    bundle.entry(Path(job["artifact"]))  # refuse before loading the runtime when the artifact is not in it
+    backend = load_backend(job["artifact"], device=job["device"], threads=job["threads"])
+    return {"parity": check_backend(backend, bundle).to_dict()}
+
+
+TASKS = {"timing": timing, "embed": embed, "parity": parity}
+
+
 def main(argv: list[str] | None = None) -> int:
+    from distill.core.errors import EdgeDistillError
+
     job = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
     try:
-        result = {"ok": True, **(timing(job) if job["task"] == "timing" else embed(job))}
+        result = {"ok": True, **TASKS[job["task"]](job)}
     except Exception as exc:  # reported as this backend's error; the benchmark goes on
-        result = {"ok": False, "error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        result = {"ok": False, "error": text if isinstance(exc, EdgeDistillError) else f"{type(exc).__name__}: {text}",
                   "traceback": traceback.format_exc(limit=3)}
     print(json.dumps(result))
     return 0

@@ -16,12 +16,11 @@ import torch
 
 from distill.core.atomic import atomic_torch_save
 from distill.core.errors import CheckpointError
+from distill.core.layout import STUDENT_FILE, TRAIN_STATE_FILE
 from distill.core.preprocess import Preprocess
 from distill.students import Student, create_student
 
 STUDENT_FORMAT = "edgedistill.student/1"
-STUDENT_FILE = "student.pt"
-TRAIN_STATE_FILE = "checkpoint.pt"
 
 
 def save_student(path: str | os.PathLike, student: Student, preprocess: Preprocess, config: dict[str, Any],

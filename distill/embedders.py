@@ -27,8 +27,9 @@ class StudentEmbedder:
         self.name = f"{loaded.meta['student']} ({loaded.path})"
 
     @torch.no_grad()
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.to(self.device)).float()
+    def __call__(self, x) -> torch.Tensor:
+        """A normalised (B, 3, S, S) float tensor or numpy array -> (B, D) float32 tensor."""
+        return self.model(torch.as_tensor(x).to(self.device)).float()
 
     def fingerprint(self) -> str:
         return sha256_file(self.loaded.path)

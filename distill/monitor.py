@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from distill.core.batches import MemoryImages
+from distill.batches import MemoryImages
 from distill.core.embeddings import FolderEmbeddings, knn_protocols
 from distill.core.errors import DataError
 from distill.core.images import ImageFolder, scan_folder

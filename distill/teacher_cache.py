@@ -33,7 +33,7 @@ import torch
 
 from distill.augment import AugmentConfig, BatchAugment, resize_views
 from distill.core.atomic import atomic_write_bytes, atomic_write_json
-from distill.core.batches import BatchStream
+from distill.batches import BatchStream
 from distill.core.errors import CheckpointError
 from distill.core.images import ImageFolder
 from distill.core.progress import progress

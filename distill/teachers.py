@@ -50,7 +50,8 @@ class TeacherOptions:
 
 
 class Teacher:
-    """A frozen embedder: ``teacher(x)`` with x a normalised (B, 3, S, S) float tensor -> (B, D) float32."""
+    """A frozen embedder: ``teacher(x)`` with x a normalised (B, 3, S, S) float tensor (or numpy array: what
+    :func:`distill.core.embeddings.embed_folder` passes) -> (B, D) float32 tensor."""
 
     kind = "teacher"
 
@@ -101,8 +102,8 @@ class TorchTeacher(Teacher):
         return self
 
     @torch.no_grad()
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.module(x.to(self.device))
+    def __call__(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        out = self.module(torch.as_tensor(x).to(self.device))
         if isinstance(out, (tuple, list)):
             out = out[0]
         return out.float()
@@ -134,8 +135,10 @@ class OnnxTeacher(Teacher):
         return self
 
     @torch.no_grad()
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        arr = x.detach().to("cpu", torch.float32).contiguous().numpy()
+    def __call__(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        if isinstance(x, torch.Tensor):
+            x = x.detach().to("cpu", torch.float32).numpy()
+        arr = np.ascontiguousarray(x, dtype=np.float32)
         out = self.session.run(None, {self.input_name: arr})[0]
         return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32)).to(self.device)
 

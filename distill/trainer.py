@@ -34,7 +34,7 @@ from distill.augment import AugmentConfig, BatchAugment, resize_views
 from distill.checkpoint import STUDENT_FILE, TRAIN_STATE_FILE, head_entry, save_student
 from distill.config import TrainConfig, resolve_config
 from distill.core.atomic import atomic_torch_save, atomic_write_json
-from distill.core.batches import BatchStream, MemoryImages, estimate_bytes
+from distill.batches import BatchStream, MemoryImages, estimate_bytes
 from distill.core.device import resolve_device
 from distill.core.errors import CheckpointError, ConfigError, TrainingError
 from distill.core.images import scan_folder

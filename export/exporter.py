@@ -23,13 +23,15 @@ from distill.core.errors import EdgeDistillError
 from distill.core.timing import measure
 from export.backends import load_backend, runtime_for
 from export.errors import ExportError
-from export.fallback import FallbackResult, chunks, fill_gaps
+from export.batch import BatchSpec, run_batched
+from export.fallback import FallbackResult, fill_gaps
 from export.fallback import search as fallback_search
 from export.formats import FORMATS, PRECISIONS, get_format
-from export.images import load_images, random_images
+from export.images import load_images, load_uint8, random_uint8
 from export.metadata import now, versions, write_metadata
-from export.onnx_export import BatchSpec, simplify, torch_to_onnx
+from export.onnx_export import simplify, torch_to_onnx
 from export.parity import ParityResult, compare, loo_knn
+from export.reference import write_reference
 from export.sources import Source, load_source
 from export.tolerances import FALLBACK_TARGET
 
@@ -88,6 +90,7 @@ class ArtifactResult:
     files: list[str] = field(default_factory=list)
     float_quantizers: tuple[int, int] | None = None  # int8: (kept in float, of all activation quantizers)
     trtexec: str | None = None  # TensorRT: the command that builds this engine with trtexec (on the target)
+    sha256: str | None = None  # over the files the runtime loads (Backend.fingerprint): the reference bundle's key
     latency_ms: float | None = None  # p50 at batch 1, measured right after the gate (short: see ExportConfig.timing_s)
     vs_fp32: float | None = None  # latency of the same format's fp32 artifact / this one's (> 1: faster)
 
@@ -96,7 +99,7 @@ class ArtifactResult:
                 "parity": self.parity, "error": self.error, "available": self.available,
                 "size_bytes": self.size_bytes, "seconds": round(self.seconds, 2),
                 "float_quantizers": list(self.float_quantizers) if self.float_quantizers else None,
-                "trtexec": self.trtexec,
+                "trtexec": self.trtexec, "sha256": self.sha256,
                 "latency_ms": round(self.latency_ms, 4) if self.latency_ms is not None else None,
                 "vs_fp32": round(self.vs_fp32, 3) if self.vs_fp32 is not None else None}
 
@@ -104,12 +107,6 @@ class ArtifactResult:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-
-
-def run_batched(fn, x: np.ndarray, batch: BatchSpec, chunk: int = 32) -> np.ndarray:
-    """Run ``fn`` over ``x`` in chunks; a static batch is padded to its size and the padding dropped."""
-    size = batch.static or min(chunk, batch.profile()[2])
-    return np.concatenate([np.asarray(fn(part))[:n] for part, n in chunks(x, size, batch.static is not None)])
 
 
 def loo_knn_metric(labels: np.ndarray, k: int = 20, t: float = 0.07):
@@ -141,10 +138,12 @@ class Exporter:
 
     # -- inputs -----------------------------------------------------------------------------------------------
     def _parity_inputs(self) -> tuple[np.ndarray, str, np.ndarray | None]:
+        """(uint8 parity images, "real" or "random", labels or None): normalised for the gate, kept as they are
+        in the reference bundle (export.reference)."""
         if self.parity_dir and Path(self.parity_dir).is_dir():
-            x, labels = load_images(self.parity_dir, self.pre, self.cfg.parity_size, self.cfg.workers)
-            return x, "real", labels
-        return random_images(self.pre, min(self.cfg.parity_size, 64)), "random", None
+            u8, labels = load_uint8(self.parity_dir, self.pre, self.cfg.parity_size, self.cfg.workers)
+            return u8, "real", labels
+        return random_uint8(self.pre, min(self.cfg.parity_size, 64)), "random", None
 
     def _calibration(self) -> np.ndarray:
         if not self.calib_dir or not Path(self.calib_dir).is_dir():
@@ -283,7 +282,7 @@ class Exporter:
             csv = path.with_name(path.name.split(".")[0] + ".sensitivity.csv")
             atomic_write_text(csv, FallbackResult(**fb).sensitivity_csv())
             files.append(str(csv))
-        size = backend.size_bytes()
+        size, digest = backend.size_bytes(), backend.fingerprint()
         del backend  # release the runtime's hold on the files before any rename
         if status == "parity_failed" and not self.cfg.allow_parity_failure:
             files = [self._mark_failed(Path(f)) for f in files]
@@ -291,7 +290,7 @@ class Exporter:
         return ArtifactResult(fmt, precision, str(path), status, parity.to_dict(), parity.reason,
                               seconds=time.perf_counter() - t0, size_bytes=size, files=files,
                               float_quantizers=(len(fb["float_quantizers"]), fb["total_quantizers"]) if fb else None,
-                              trtexec=options.get("trtexec"), latency_ms=latency)
+                              trtexec=options.get("trtexec"), latency_ms=latency, sha256=digest)
 
     def _latency(self, backend) -> float | None:
         """p50 ms of one image through ``backend`` (a short, stated measurement: ``cfg.timing_s`` seconds after
@@ -335,7 +334,8 @@ class Exporter:
         except OSError as exc:
             raise ExportError(f"cannot create the output folder '{self.out}' ({exc.strerror or exc}); "
                               "pass --out a folder you can write") from None
-        self._parity_x, self._parity_kind, self._labels = self._parity_inputs()
+        self._parity_u8, self._parity_kind, self._labels = self._parity_inputs()
+        self._parity_x = self.pre.numpy_from_uint8(self._parity_u8)
         self._calib_cache, self._calib_reference = None, None
         self._reference = self._embed_torch(self._parity_x)
         precisions = cfg.precisions or (PRECISIONS if len(cfg.formats) > 1 else ("fp32",))
@@ -366,6 +366,12 @@ class Exporter:
         }
         if cfg.pick:
             report["picked"] = pick_fastest([r.public() for r in results])
+        gated = {Path(r.path).name: {"sha256": r.sha256, "format": r.format, "precision": r.precision,
+                                     "status": r.status, "tolerance": r.parity["tolerance"]}
+                 for r in results if r.sha256 and not r.path.endswith(".failed")}
+        if gated:  # the on-target gate's bundle (export.reference), before export.json names what it holds
+            write_reference(self.out, self._parity_u8, self._reference, self._labels, kind=self._parity_kind,
+                            preprocess=self.pre, source=report["source"], artifacts=gated)
         atomic_write_json(self.out / "export.json", _merged(self.out / "export.json", report))
         return report
 

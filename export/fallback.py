@@ -40,16 +40,6 @@ def per_image_sqnr(x: np.ndarray, xq: np.ndarray) -> np.ndarray:
     return db
 
 
-def chunks(images: np.ndarray, size: int, static: bool):
-    """(batch, n_real) pieces of ``images``; with a static batch the last piece is padded to ``size``."""
-    for i in range(0, len(images), size):
-        part = images[i:i + size]
-        n = len(part)
-        if static and n < size:
-            part = np.concatenate([part, np.repeat(part[-1:], size - n, axis=0)])
-        yield part, n
-
-
 def score(sqnr_db: np.ndarray) -> float:
     return float(np.percentile(sqnr_db, SCORE_PERCENTILE))
 

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from distill.core.atomic import atomic_write_json
+from distill.core.onnx_props import OnnxFormatError, read_metadata_props
 from distill.core.preprocess import ONNX_METADATA_KEY as METADATA_KEY  # the teacher loader reads it too
-from distill.core.preprocess import onnx_metadata, read_sidecar, sidecar_path
+from distill.core.preprocess import read_sidecar, sidecar_path
 from export.errors import ExportError
 
 VERSIONED = ("edgedistill", "torch", "onnx", "onnxruntime", "openvino", "nncf", "tensorrt", "onnxslim")
@@ -59,13 +60,14 @@ def read_metadata(artifact: str | Path) -> dict[str, Any] | None:
     """The artifact's metadata: edgedistill's own, else a plain sidecar (input_size/mean/std), else ``None``."""
     artifact = Path(artifact)
     if artifact.suffix == ".onnx":
-        import onnx
-
-        try:
-            model = onnx.load(str(artifact), load_external_data=False)
-        except Exception as exc:  # protobuf's DecodeError for a truncated or damaged file, OSError
-            raise ExportError(f"'{artifact}' is not a readable ONNX file ({type(exc).__name__}); re-export it") from None
-        meta = onnx_metadata(model)
-        if meta is not None:
-            return meta
+        try:  # read without the onnx package: the deploy side has only onnxruntime (distill.core.onnx_props)
+            props = read_metadata_props(artifact)
+        except (OSError, OnnxFormatError) as exc:
+            raise ExportError(f"'{artifact}' is not a readable ONNX file ({exc}); re-export it") from None
+        if METADATA_KEY in props:
+            try:
+                return json.loads(props[METADATA_KEY])
+            except ValueError:
+                raise ExportError(f"'{artifact}' carries damaged edgedistill metadata (not JSON); "
+                                  "re-export it") from None
     return read_sidecar(artifact)

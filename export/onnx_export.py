@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import shutil
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ import torch
 from distill.core.atomic import atomic_write_bytes
 from distill.core.embeddings import cosine_rows
 from distill.core.threads import ort_session_options
+from export.batch import BatchSpec
 from export.errors import ExportError
 
 INPUT_NAME, OUTPUT_NAME = "input", "embedding"
@@ -30,26 +30,6 @@ INPUT_NAME, OUTPUT_NAME = "input", "embedding"
 # cheapest, and exact for well-behaved tensors), then the two that clip outliers (a 99.999th-percentile range;
 # the range minimising the KL divergence of the histogram, TensorRT's classic entropy calibration)
 CALIBRATORS = ("minmax", "percentile", "entropy")
-
-
-@dataclass(frozen=True)
-class BatchSpec:
-    """A static batch (``static`` set) or a dynamic batch axis with a (min, opt, max) profile for TensorRT."""
-
-    static: int | None = None
-    min: int = 1
-    opt: int = 8
-    max: int = 64
-
-    @property
-    def dynamic(self) -> bool:
-        return self.static is None
-
-    def profile(self) -> tuple[int, int, int]:
-        return (self.static,) * 3 if self.static else (self.min, self.opt, self.max)
-
-    def to_dict(self) -> dict:
-        return {"dynamic": self.dynamic, "min": self.profile()[0], "opt": self.profile()[1], "max": self.profile()[2]}
 
 
 def save_onnx(model, path: Path) -> None:

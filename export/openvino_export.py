@@ -154,7 +154,8 @@ class FakeQuantizeGraph:
 
     def rank(self, images: np.ndarray, batch: int = 32, static: bool = False) -> list[tuple[str, float]]:
         """(quantizer, score in dB) worst first, each measured in isolation with every activation in float."""
-        from export.fallback import chunks, rank_by_sqnr
+        from export.batch import chunks
+        from export.fallback import rank_by_sqnr
 
         probe = self.with_float(self.quantizers)
         probe.add_outputs([op.input_value(0).get_any_name() for op in self.fq.values()])

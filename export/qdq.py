@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from export.fallback import chunks, rank_by_sqnr
+from export.batch import chunks
+from export.fallback import rank_by_sqnr
 from export.onnx_export import cpu_session
 
 

@@ -30,7 +30,8 @@ from types import ModuleType
 from distill.core.atomic import atomic_write_bytes
 from distill.core.deps import require
 from export.errors import ExportError
-from export.onnx_export import INPUT_NAME, BatchSpec
+from export.batch import BatchSpec
+from export.onnx_export import INPUT_NAME
 
 SUPPORTED_MAJORS = (10, 11)
 DEFAULT_MAJOR = 10  # for --onnx-only without TensorRT here: JetPack 6 ships TensorRT 10.x

@@ -52,7 +52,12 @@ def _has_browser() -> bool:
     return bool(shutil.which("chromium") or shutil.which("chromium-browser")) and bool(shutil.which("chromedriver"))
 
 
+RUNTIME_VENV = Path(os.environ.get("EDGEDISTILL_RUNTIME_VENV", ROOT / ".venv-runtime"))
+
+
 SKIPS = {
+    "runtime": (lambda: (RUNTIME_VENV / "bin" / "edgedistill").is_file(),
+                f"no runtime-only environment at {RUNTIME_VENV} (make runtime-env, or set EDGEDISTILL_RUNTIME_VENV)"),
     "testbed": (lambda: (TESTBED / "cifar10.tar.gz").is_file(), f"test bed not found at {TESTBED} (set EDGEDISTILL_TESTBED)"),
     "gpu": (_has_cuda, "no CUDA GPU on this machine"),
     "tensorrt": (_has_tensorrt, "TensorRT is not installed or no CUDA GPU (pip install 'edgedistill[tensorrt]')"),

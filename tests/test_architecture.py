@@ -38,3 +38,46 @@ def test_the_core_imports_no_training_code_and_downstream_packages_import_no_tra
             bad = {m for m in _imports(path) if m.startswith(training)}
             assert not bad, f"{path.relative_to(ROOT)} imports training internals {bad}"
             assert not any(m == "tools" or m.startswith("tools.") for m in _imports(path)), path
+
+
+# The deploy side: what runs an exported artifact on a device with the base install (no torch). Everything in these
+# packages and modules must import without the training stack; tests/runtime runs their commands without it.
+DEPLOY_SIDE = ("distill/core", "export/backends", "export/__init__.py", "export/errors.py", "export/formats.py",
+               "export/metadata.py", "export/parity.py", "export/tolerances.py", "export/batch.py",
+               "export/reference.py", "bench", "retrieval_demo", "distill/commands/evaluate.py")
+NOT_DEPLOY = {"bench/flops.py": "counts the PyTorch student's FLOPs; imported only when a student.pt is benchmarked",
+              "export/backends/torch_backend.py": "runs a student.pt; load_backend imports it only for one"}
+TRAINING_STACK = ("torch", "torchvision", "timm", "onnx", "scipy")
+
+
+def deploy_modules() -> list[str]:
+    files = []
+    for entry in DEPLOY_SIDE:
+        path = ROOT / entry
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    rel = [f.relative_to(ROOT).as_posix() for f in files]
+    return [r[:-3].replace("/", ".").removesuffix(".__init__") for r in rel if r not in NOT_DEPLOY and
+            not r.endswith("__main__.py")]
+
+
+def test_the_deploy_side_imports_without_the_training_stack():
+    """Every deploy-side module imports with torch, torchvision, timm, onnx and scipy made unimportable (as in the
+    base install), and none of them is imported as a side effect."""
+    modules = deploy_modules()
+    assert "retrieval_demo.server" in modules and "export.backends.onnx_backend" in modules
+    code = (f"import sys\nfor m in {TRAINING_STACK!r}: sys.modules[m] = None\n"
+            f"import importlib\nfor m in {modules!r}: importlib.import_module(m)\n"
+            f"print(sorted(m for m in {TRAINING_STACK!r} if sys.modules.get(m) is not None))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_packages_depend_one_way():
+    """distill <- export <- bench, retrieval_demo: no package imports one downstream of it or beside it."""
+    forbidden = {"distill": ("export", "bench", "retrieval_demo"), "export": ("bench", "retrieval_demo"),
+                 "bench": ("retrieval_demo",), "retrieval_demo": ("bench",)}
+    for pkg, banned in forbidden.items():
+        for path in (ROOT / pkg).rglob("*.py"):
+            bad = {m for m in _imports(path) if m.split(".")[0] in banned}
+            assert not bad, f"{path.relative_to(ROOT)} imports {bad}"

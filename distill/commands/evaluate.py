@@ -40,15 +40,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_json_flag(p)
 
 
-def run(args: argparse.Namespace) -> dict:
+def load_model(args: argparse.Namespace):
+    """An exported artifact through its runtime (no torch: this runs on the device), else a student or teacher
+    through torch (the train extra)."""
+    overrides = (args.model_input_size, args.model_mean, args.model_std)
+    if not args.model_arch and not args.model_weights:
+        from distill.core.artifacts import load_artifact
+
+        device = "cpu" if args.device == "auto" else args.device
+        backend = load_artifact(args.model, device=device, threads=args.threads)
+        if backend is not None:
+            backend.preprocess = backend.preprocess.override(*overrides)
+            return backend
+    from distill.core.deps import require
+
+    require("torch", "train", f"evaluating '{args.model}' (a student or teacher, not an exported artifact)")
     from distill.core.device import resolve_device
-    from distill.core.images import scan_folder
     from distill.embedders import load_embedder
+
+    return load_embedder(args.model, teacher_options(args, prefix="model"), resolve_device(args.device))
+
+
+def run(args: argparse.Namespace) -> dict:
+    from distill.core.images import scan_folder
     from distill.evaluate import evaluate_knn
 
     train = scan_folder(args.train, args.train_limit)
     val = scan_folder(args.val, args.val_limit)
-    embedder = load_embedder(args.model, teacher_options(args, prefix="model"), resolve_device(args.device))
+    embedder = load_model(args)
     extra = {"linear": ("linear",), "cluster": ("cluster",), "all": ("linear", "cluster")}.get(args.protocol, ())
     result = evaluate_knn(embedder, train, val, args.k, args.temperature, args.batch_size, args.workers, extra,
                           cache_dir=args.cache)

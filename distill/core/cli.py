@@ -21,6 +21,7 @@ import warnings
 from importlib.metadata import entry_points
 from types import ModuleType
 
+from distill.core.deps import missing_extra
 from distill.core.errors import EdgeDistillError
 from distill.core.signals import environment_error, interrupt_message, sigterm_as_interrupt
 from distill.core.threads import configure_threads
@@ -64,7 +65,13 @@ def execute(module: ModuleType, args: argparse.Namespace) -> int:
     configure_threads(getattr(args, "threads", None))  # before the command imports torch
     try:
         with sigterm_as_interrupt():
-            result = module.run(args)
+            try:
+                result = module.run(args)
+            except ModuleNotFoundError as exc:  # the deploy install running a training-side command
+                missing = missing_extra(exc, f"edgedistill {getattr(args, 'command', None) or module.__name__}")
+                if missing is None:
+                    raise
+                raise missing from None
     except (EdgeDistillError, OSError, KeyboardInterrupt) as exc:
         partial = getattr(exc, "result", None)  # e.g. the export table, printed before the error
         if isinstance(exc, EdgeDistillError) and partial is not None:

@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from distill.core.atomic import atomic_write_bytes
-from distill.core.batches import BatchStream
 from distill.core.errors import DataError, ModelError
 from distill.core.images import ImageFolder
 from distill.core.progress import progress
+from distill.core.reader import read_batches, warn_skipped
 
 EPS = 1e-12  # the floor under every norm: a zero vector stays zero instead of dividing by zero
 
@@ -117,22 +116,32 @@ def knn_protocols(train: FolderEmbeddings, val: FolderEmbeddings, k: int = 20, t
     }
 
 
-@torch.no_grad()
+def as_float32(out) -> np.ndarray:
+    """An embedder's output as a float32 numpy array: a numpy array as it is, a torch tensor (on any device, any
+    dtype) detached and copied to the host, without importing torch here."""
+    if hasattr(out, "detach"):
+        out = out.detach().float().cpu().numpy()
+    return np.asarray(out, dtype=np.float32)
+
+
 def embed_folder(embedder, folder: ImageFolder, batch_size: int = 256, workers: int = 2,
                  desc: str = "embed") -> FolderEmbeddings:
     """Embed every readable image of ``folder`` with the embedder's own preprocessing (centre crop).
 
-    An embedder has ``preprocess`` and maps a normalised (B, 3, S, S) float tensor to (B, D): a torch module
-    wrapper returns a tensor, an export backend a numpy array.
+    An embedder has ``preprocess`` and maps a normalised (B, 3, S, S) float32 numpy batch to (B, D): an export
+    backend returns a numpy array, a torch embedder (student, teacher) a tensor. Images are decoded by
+    ``workers`` threads (:mod:`distill.core.reader`), so this runs without torch.
     """
     pre = embedder.preprocess
-    stream = BatchStream(folder, pre.input_size, batch_size, crop_pct=pre.crop_pct, workers=workers,
-                         drop_last=False, shuffle=False)
-    feats, idx = [], []
-    for batch in progress(stream.epoch(0), desc=desc, total=stream.batches_per_epoch(), unit="batch"):
-        out = embedder(pre.from_uint8(batch.images))
-        feats.append(out.float().cpu().numpy() if isinstance(out, torch.Tensor) else np.asarray(out, np.float32))
-        idx.append(batch.indices.numpy())
+    feats, idx, skipped = [], [], []
+    batches = read_batches(folder, pre.input_size, batch_size, crop_pct=pre.crop_pct, workers=workers)
+    total = -(-len(folder) // batch_size)
+    for images, indices, bad in progress(batches, desc=desc, total=total, unit="batch"):
+        skipped += bad
+        if len(indices):
+            feats.append(as_float32(embedder(pre.numpy_from_uint8(images))))
+            idx.append(indices)
+    warn_skipped(folder, skipped)
     if not feats:
         raise DataError(f"none of the {len(folder)} images in '{folder.root}' could be read")
     indices = np.concatenate(idx)
@@ -140,7 +149,7 @@ def embed_folder(embedder, folder: ImageFolder, batch_size: int = 256, workers: 
     features = np.concatenate(feats).astype(np.float32)
     name = getattr(embedder, "name", None)
     check_finite(features, f"model '{name}'" if isinstance(name, str) else "the model")
-    return FolderEmbeddings(features, labels, indices, len(stream.skipped))
+    return FolderEmbeddings(features, labels, indices, len(skipped))
 
 
 def check_finite(features: np.ndarray, what: str) -> None:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from distill.core.errors import ModelError
 
@@ -76,13 +75,16 @@ class Preprocess:
             changes["crop_pct"] = float(crop_pct)
         return replace(self, **changes)
 
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) float in [0, 1] -> normalised float32 of the same shape."""
+    def normalize(self, images: "torch.Tensor") -> "torch.Tensor":
+        """(B, 3, H, W) float tensor in [0, 1] -> normalised float32 of the same shape (training side: torch is
+        imported here, not by the module, which the deploy side uses without torch)."""
+        import torch
+
         mean = torch.tensor(self.mean, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
         return (images - mean) / std
 
-    def from_uint8(self, images: torch.Tensor) -> torch.Tensor:
+    def from_uint8(self, images: "torch.Tensor") -> "torch.Tensor":
         """(B, 3, input_size, input_size) uint8 -> normalised float32 network input."""
         return self.normalize(images.float().div_(255.0))
 

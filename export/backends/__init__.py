@@ -47,6 +47,12 @@ def runtime_for(path: str | Path) -> str:
     return table[p.suffix]
 
 
+def is_artifact(path: str | Path) -> bool:
+    """Whether ``path`` is a file of an export format (not a student checkpoint): what the ``edgedistill.runtimes``
+    entry point answers for ``edgedistill eval`` (distill.core.artifacts)."""
+    return Path(path).suffix in artifact_suffixes()
+
+
 def load_backend(path: str | Path, device: str = "cpu", threads: int | None = None,
                  runtime: str | None = None) -> Backend:
     """Load an artifact (or a student checkpoint / run folder) with the runtime its suffix implies."""
@@ -56,4 +62,4 @@ def load_backend(path: str | Path, device: str = "cpu", threads: int | None = No
     return backend_class(runtime or runtime_for(p))(p, device=device, threads=threads)
 
 
-__all__ = ["Backend", "backends", "suffixes", "load_backend", "backend_class", "runtime_for"]
+__all__ = ["Backend", "backends", "suffixes", "load_backend", "backend_class", "runtime_for", "is_artifact"]

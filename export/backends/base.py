@@ -1,13 +1,17 @@
-"""What every runtime backend offers: load in the constructor, embed in ``__call__``."""
+"""What every runtime backend offers: load in the constructor, embed in ``__call__``.
+
+Deploy side: this module and the runtime backends (onnxruntime, OpenVINO) import no torch, so an exported
+artifact runs on a device with the base install (tests/test_architecture.py).
+"""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
-import torch
 
 from distill.core.atomic import sha256_file
+from distill.core.embeddings import as_float32
 from distill.core.errors import DataError, ModelError
 from distill.core.images import UNREADABLE, load_rgb, resize_center_crop
 from distill.core.preprocess import Preprocess
@@ -31,17 +35,17 @@ class Backend:
         self.embedding_dim = int(meta.get("embedding_dim", 0))
         self.name = f"{self.runtime}-{self.precision}"
 
-    def __call__(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+    def __call__(self, x) -> np.ndarray:
         raise NotImplementedError
 
     # The distill embedder interface, so that distill.evaluate can measure any backend.
     kind = "artifact"
 
     @staticmethod
-    def as_numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
-        if isinstance(x, torch.Tensor):
-            x = x.detach().to("cpu", torch.float32).numpy()
-        return np.ascontiguousarray(x, dtype=np.float32)
+    def as_numpy(x) -> np.ndarray:
+        """A batch (numpy array or torch tensor) as a C-contiguous float32 array: runtimes read the buffer as
+        NCHW whatever its strides say, so a channels-last view would be read as garbage."""
+        return np.ascontiguousarray(as_float32(x))
 
     def load_images(self, paths: Iterable[str | Path]) -> np.ndarray:
         """Decode and preprocess image files into a float32 NCHW batch; an unreadable file is a DataError."""

@@ -1,14 +1,14 @@
 """TensorRT: a serialized engine run on CUDA through the TensorRT 10 name-based tensor API.
 
-Device memory is managed with torch CUDA tensors (no pycuda). Needs ``pip install 'edgedistill[tensorrt]'``
-and an NVIDIA GPU.
+Device memory is managed with torch CUDA tensors (no pycuda). Needs ``pip install 'edgedistill[tensorrt]'``,
+an NVIDIA GPU and torch with CUDA (JetPack ships NVIDIA's build; torch is imported only when an engine is loaded,
+so the rest of the deploy side stays torch-free).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from distill.core.deps import require
 from export.backends.base import Backend
@@ -21,6 +21,7 @@ class TensorRTBackend(Backend):
 
     def __init__(self, path: str | Path, device: str = "cuda", threads: int | None = None):
         trt = require("tensorrt", "tensorrt", "TensorRT engines")
+        torch = require("torch", "train", "TensorRT engines (CUDA buffers through torch; JetPack ships it)")
         if not torch.cuda.is_available():
             raise ExportError("TensorRT engines run on an NVIDIA GPU with CUDA; none is visible here")
         super().__init__(path, read_metadata(path))
@@ -37,8 +38,9 @@ class TensorRTBackend(Backend):
         lo, _, hi = self.engine.get_tensor_profile_shape(self.input_name, 0)
         self.batch_range = (int(lo[0]), int(hi[0]))
 
-    @torch.no_grad()
     def __call__(self, x) -> np.ndarray:
+        import torch  # loaded by __init__ (require): CUDA buffers
+
         t = (x if isinstance(x, torch.Tensor) else torch.from_numpy(self.as_numpy(x)))
         t = t.to(self.device, torch.float32).contiguous()  # on the current stream: the engine's waits for it below
         if not self.context.set_input_shape(self.input_name, tuple(t.shape)):

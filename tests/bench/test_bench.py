@@ -117,9 +117,12 @@ def test_cli_prints_the_json_contract(run_dir, images, tmp_path):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["report_dir"] == str(tmp_path / "rep")
     keys = {"backend", "precision", "batch_size", "img_size", "status", "p50_ms", "p90_ms", "p99_ms", "images_per_s",
-            "peak_rss_mb", "size_mb", "knn_top1", "knn_delta", "min_cosine", "error"}
+            "peak_rss_mb", "size_mb", "knn_top1", "knn_delta", "min_cosine", "gate", "gate_min_cosine",
+            "gate_overlap@10", "gate_knn", "gate_reason", "error"}
     assert [set(r) for r in result["rows"]] == [keys, keys]
     assert {r["backend"] for r in result["rows"]} == {"torch", "onnxruntime"}
+    gates = {r["backend"]: r["gate"] for r in result["rows"]}  # the export's bundle, checked again here
+    assert gates == {"torch": None, "onnxruntime": "pass"}
 
 
 def test_cli_user_errors_are_one_line(tmp_path):

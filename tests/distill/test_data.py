@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from distill.core.batches import BatchStream, MemoryImages, epoch_order
+from distill.batches import BatchStream, MemoryImages, epoch_order
 from distill.core.errors import DataError
 from distill.core.images import balanced_subset, load_rgb, scan_folder
 from tests.conftest import make_image

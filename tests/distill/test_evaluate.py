@@ -63,7 +63,7 @@ class MeanColour:
     embedding_dim = 3
 
     def __call__(self, x):
-        return x.mean(dim=(2, 3))
+        return x.mean(axis=(2, 3))
 
 
 def test_embed_folder_uses_the_embedders_preprocessing(synthetic_folder):

@@ -7,7 +7,6 @@ unreadable image is skipped and reported in :attr:`Batch.skipped`; it never stop
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -15,8 +14,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from distill.core.images import UNREADABLE, ImageFolder, load_rgb, resize_center_crop
+from distill.core.images import ImageFolder
 from distill.core.progress import progress
+from distill.core.reader import decode_uint8, warn_skipped
 
 
 @dataclass
@@ -39,12 +39,8 @@ class ImageDataset(Dataset):
         return len(self.folder)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor | None, int]:
-        try:
-            img = resize_center_crop(load_rgb(self.folder.absolute(i)), self.size, self.crop_pct)
-        except UNREADABLE:
-            return None, i
-        arr = np.asarray(img, dtype=np.uint8)
-        return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous(), i
+        arr = decode_uint8(self.folder.absolute(i), self.size, self.crop_pct)
+        return (None if arr is None else torch.from_numpy(arr)), i
 
 
 def collate_skipping(items: list[tuple[torch.Tensor | None, int]]) -> Batch:
@@ -112,14 +108,6 @@ class MemoryImages:
 
 def estimate_bytes(num_images: int, size: int) -> int:
     return num_images * 3 * size * size
-
-
-def warn_skipped(folder: ImageFolder, skipped: list[int], limit: int = 5) -> None:
-    """One warning line per unreadable image (the first few), then a count."""
-    for i in skipped[:limit]:
-        warnings.warn(f"skipped unreadable image '{folder.absolute(i)}'", stacklevel=2)
-    if len(skipped) > limit:
-        warnings.warn(f"... and {len(skipped) - limit} more unreadable images skipped", stacklevel=2)
 
 
 class BatchStream:

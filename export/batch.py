@@ -1,0 +1,55 @@
+"""The batch an artifact was built for, and running a model over images in batches that fit it.
+
+Torch-free (deploy side): the exporter, the int8 fallback and the on-target parity check
+(:mod:`export.reference`) all batch the same way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """A static batch (``static`` set) or a dynamic batch axis with a (min, opt, max) profile for TensorRT."""
+
+    static: int | None = None
+    min: int = 1
+    opt: int = 8
+    max: int = 64
+
+    @property
+    def dynamic(self) -> bool:
+        return self.static is None
+
+    def profile(self) -> tuple[int, int, int]:
+        return (self.static,) * 3 if self.static else (self.min, self.opt, self.max)
+
+    def to_dict(self) -> dict:
+        return {"dynamic": self.dynamic, "min": self.profile()[0], "opt": self.profile()[1], "max": self.profile()[2]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "BatchSpec":
+        """The spec :meth:`to_dict` wrote into an artifact's metadata (a dynamic batch when absent)."""
+        if not d or d.get("dynamic", True):
+            d = d or {}
+            return cls(min=int(d.get("min", 1)), opt=int(d.get("opt", 8)), max=int(d.get("max", 64)))
+        return cls(static=int(d["min"]))
+
+
+def chunks(images: np.ndarray, size: int, static: bool):
+    """(batch, n_real) pieces of ``images``; with a static batch the last piece is padded to ``size``."""
+    for i in range(0, len(images), size):
+        part = images[i:i + size]
+        n = len(part)
+        if static and n < size:
+            part = np.concatenate([part, np.repeat(part[-1:], size - n, axis=0)])
+        yield part, n
+
+
+def run_batched(fn: Callable[[np.ndarray], Any], x: np.ndarray, batch: BatchSpec, chunk: int = 32) -> np.ndarray:
+    """Run ``fn`` over ``x`` in chunks; a static batch is padded to its size and the padding dropped."""
+    size = batch.static or min(chunk, batch.profile()[2])
+    return np.concatenate([np.asarray(fn(part))[:n] for part, n in chunks(x, size, batch.static is not None)])
