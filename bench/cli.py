@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from distill.core.cli import add_json_flag, positive_int, positive_ints
+from distill.core.cli import add_json_flag, nonnegative_float, positive_float, positive_int, positive_ints
 
 HELP = "benchmark latency, throughput, memory and accuracy of every backend"
 
@@ -29,8 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-limit", type=positive_int, default=1000, metavar="N")
     p.add_argument("--batch-sizes", type=positive_ints, default=(1, 8, 32), metavar="1,8,32")
     p.add_argument("--threads", type=positive_int, metavar="N", help="threads per runtime (default: all usable cores)")
-    p.add_argument("--warmup-s", type=float, default=1.0, metavar="F")
-    p.add_argument("--min-time-s", type=float, default=2.0, metavar="F")
+    p.add_argument("--warmup-s", type=nonnegative_float, default=1.0, metavar="F")
+    p.add_argument("--min-time-s", type=positive_float, default=2.0, metavar="F")
     p.add_argument("--min-runs", type=positive_int, default=20, metavar="N")
     p.add_argument("--rounds", type=positive_int, default=3, help="interleaved rounds; medians are reported")
     p.add_argument("--device", default="cpu", help="cpu or cuda")

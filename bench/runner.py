@@ -287,7 +287,7 @@ def _rows(cfg, labels, timings, embeddings, reference, flops, env, gates=None) -
                     row["floor_ms"] = flops * bs / (env["peak_gflops_fp32"] * 1e9) * 1e3
             if row["status"] == "ok" and acc.get("accuracy_error"):
                 row["error"] = acc["accuracy_error"]
-            if row.get("gate") == "refused":  # no reference to judge it by: not a result to deploy on
+            if row.get("gate") == "refused" and row["status"] == "ok":  # no reference to judge it by
                 row.update(status="error", error=row["gate_reason"])
             rows.append(row)
     torch_p50 = {r["batch_size"]: r["p50_ms"] for r in rows if r["backend"] == "torch" and r["status"] == "ok"}

@@ -21,6 +21,7 @@ from distill.core.preprocess import Preprocess
 from distill.students import Student, create_student
 
 STUDENT_FORMAT = "edgedistill.student/1"
+STUDENT_ENTRIES = ("student", "img_size", "state_dict", "preprocess")  # what load_student cannot do without
 
 
 def save_student(path: str | os.PathLike, student: Student, preprocess: Preprocess, config: dict[str, Any],
@@ -124,6 +125,10 @@ def load_student(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     if not isinstance(obj, dict) or obj.get("format") != STUDENT_FORMAT:
         raise CheckpointError(f"'{p}' is not an edgedistill student checkpoint (no '{STUDENT_FORMAT}' marker); "
                               "pass the student.pt written by 'edgedistill train'")
+    missing = [k for k in STUDENT_ENTRIES if k not in obj]
+    if missing:
+        raise CheckpointError(f"'{p}' lacks the entr{'ies' if len(missing) > 1 else 'y'} {', '.join(missing)} of a "
+                              "student checkpoint (written by another tool or version?); re-train or re-save it")
     model = create_student(obj["student"], img_size=int(obj["img_size"]))
     try:
         model.load_state_dict(obj["state_dict"], strict=True)

@@ -15,6 +15,8 @@ from distill.core.errors import EdgeDistillError
 class TrainingInterrupted(EdgeDistillError):
     """Training stopped on a signal after saving a checkpoint; exit status 128 + the signal number."""
 
+    label = ""  # "edgedistill: stopped by SIGTERM ...", as Ctrl-C's and SIGTERM's line for every other command
+
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.exit_code = 128 + signum

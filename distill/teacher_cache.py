@@ -32,11 +32,12 @@ import numpy as np
 import torch
 
 from distill.augment import AugmentConfig, BatchAugment, resize_views
-from distill.core.atomic import atomic_write_bytes, atomic_write_json
 from distill.batches import BatchStream
+from distill.core.atomic import atomic_write_bytes, atomic_write_json
 from distill.core.errors import CheckpointError
 from distill.core.images import ImageFolder
 from distill.core.progress import progress
+from distill.core.swap import switch_into_place
 from distill.teachers import Teacher
 
 CACHE_FORMAT = "edgedistill.teacher-cache/1"
@@ -56,6 +57,27 @@ def cache_fingerprint(teacher: Teacher, folder: ImageFolder, load_size: int, vie
 
 
 CHUNK_IMAGES = 4096  # images per resumable chunk of a cache being built
+
+
+def is_teacher_cache(path: Path) -> bool:
+    """Whether ``path`` is a folder this command wrote: its meta.json names the cache format."""
+    try:
+        return json.loads((path / META_FILE).read_text()).get("format") == CACHE_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def refuse_foreign(out: Path) -> None:
+    """``--overwrite`` replaces only a teacher cache: anything else at ``out`` (a training run, a user's folder, a
+    file) is named and refused, before any work."""
+    if is_teacher_cache(out):
+        return
+    found = sorted(p.name for p in out.iterdir()) if out.is_dir() else None
+    if found == []:
+        return  # an empty folder loses nothing
+    what = "is a file" if found is None else f"holds {', '.join(found[:4])}{', ...' if len(found) > 4 else ''}"
+    raise CheckpointError(f"--overwrite replaces only a teacher cache, and '{out}' is not one (it {what}); "
+                          "choose another --out")
 
 
 def _partial_dir(out: Path) -> Path:
@@ -79,6 +101,8 @@ def build_teacher_cache(teacher: Teacher, folder: ImageFolder, out: str | os.Pat
     out, device = Path(out), torch.device(device)
     if out.exists() and not overwrite:
         raise CheckpointError(f"'{out}' already exists; pass --overwrite to replace it or choose another --out")
+    if out.exists():
+        refuse_foreign(out)
     augment = augment or AugmentConfig.light()
     t_pre, dim = teacher.preprocess, teacher.embedding_dim
     fingerprint = cache_fingerprint(teacher, folder, load_size, views, augment, seed)
@@ -141,9 +165,7 @@ def _assemble(partial: Path, out: Path, starts: list[int], folder: ImageFolder, 
                 "augment": asdict(augment) if views > 1 else None, "fingerprint": fingerprint,
                 "paths": list(folder.paths), "readable": readable.tolist()}
         (tmp / META_FILE).write_text(json.dumps(meta) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        switch_into_place(tmp, out)  # the old cache (if any) and the new one trade places in one step
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -121,7 +121,10 @@ class OnnxTeacher(Teacher):
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for a bad file
             raise ModelError(f"onnxruntime cannot load '{path}' ({str(exc).splitlines()[0]}); is it a valid ONNX file?") from None
-        self.input_name = self.session.get_inputs()[0].name
+        first = self.session.get_inputs()[0]
+        self.input_name, batch = first.name, (first.shape or [None])[0]
+        # a fixed batch (torch.onnx.export's default is 1): the teacher runs in pieces of that size
+        self.static_batch = batch if isinstance(batch, int) and batch > 0 else None
         self.device = torch.device("cpu")
         self._path, self._opts = path, opts
 
@@ -139,8 +142,25 @@ class OnnxTeacher(Teacher):
         if isinstance(x, torch.Tensor):
             x = x.detach().to("cpu", torch.float32).numpy()
         arr = np.ascontiguousarray(x, dtype=np.float32)
-        out = self.session.run(None, {self.input_name: arr})[0]
+        n = self.static_batch
+        if n and len(arr) != n:
+            parts = []
+            for i in range(0, len(arr), n):
+                part = arr[i:i + n]
+                pad = np.concatenate([part, np.repeat(part[-1:], n - len(part), axis=0)]) if len(part) < n else part
+                parts.append(self._run(pad)[:len(part)])
+            out = np.concatenate(parts)
+        else:
+            out = self._run(arr)
         return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32)).to(self.device)
+
+    def _run(self, arr: np.ndarray) -> np.ndarray:
+        try:
+            return self.session.run(None, {self.input_name: arr})[0]
+        except Exception as exc:  # onnxruntime's own exception types
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"onnxruntime cannot run teacher '{self.name}' on a {tuple(arr.shape)} input: "
+                             f"{text[:200]}; check --teacher-input-size or its sidecar JSON") from None
 
 
 def is_torchscript(path: Path) -> bool:

@@ -31,10 +31,10 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from distill.augment import AugmentConfig, BatchAugment, resize_views
+from distill.batches import BatchStream, MemoryImages, estimate_bytes
 from distill.checkpoint import STUDENT_FILE, TRAIN_STATE_FILE, head_entry, save_student
 from distill.config import TrainConfig, resolve_config
 from distill.core.atomic import atomic_torch_save, atomic_write_json
-from distill.batches import BatchStream, MemoryImages, estimate_bytes
 from distill.core.device import resolve_device
 from distill.core.errors import CheckpointError, ConfigError, TrainingError
 from distill.core.images import scan_folder
@@ -54,6 +54,37 @@ from distill.teacher_cache import TeacherCache, cache_fingerprint
 from distill.teachers import TorchTeacher, load_teacher
 
 IN_MEMORY_AUTO_BYTES = 2 << 30
+
+
+# Options --resume applies when they differ from the saved run (how long, how often, on what hardware, where the
+# evaluation goes); any other difference is refused by name (changed_options), never ignored.
+RESUME_MAY_CHANGE = frozenset({"out", "val", "data", "teacher", "teacher_options", "epochs", "max_steps", "time_budget",
+                               "device", "workers", "in_memory", "log_every", "save_every", "eval_every", "eval_bank",
+                               "eval_queries", "amp", "compile", "compile_mode", "teacher_cache", "channels_last"})
+
+
+def changed_options(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``"--flag saved -> now"`` for every option the run was trained with that this --resume changes (the data and
+    the teacher are compared by fingerprint; options an older checkpoint did not record are not compared)."""
+    found = []
+    for key, now in current.items():
+        if key in RESUME_MAY_CHANGE or key not in saved or saved[key] == now:
+            continue
+        if key == "loss_options":
+            found += [f"--{k.replace('_', '-')} {saved[key].get(k)} -> {now.get(k)}"
+                      for k in sorted(set(saved[key]) | set(now)) if saved[key].get(k) != now.get(k)]
+        else:
+            found.append(f"--{key.replace('_', '-')} {saved[key]} -> {now}")
+    return found
+
+
+def last_logged_loss(metrics: Path) -> float:
+    """The last training loss in a run's metrics.jsonl (NaN when there is none)."""
+    try:
+        rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return float("nan")
+    return next((r["loss"] for r in reversed(rows) if "loss" in r and r.get("kind") != "knn"), float("nan"))
 
 
 class Trainer:
@@ -134,6 +165,8 @@ class Trainer:
 
     # -- run folder ---------------------------------------------------------------------------------------
     def _check_run_folder(self, resume: bool) -> None:
+        if self.out.exists() and not self.out.is_dir():
+            raise CheckpointError(f"--out '{self.out}' is a file, not a run folder; choose another --out")
         state = self.out / TRAIN_STATE_FILE
         if resume and not state.is_file():
             raise CheckpointError(f"--resume: '{self.out}' holds no {TRAIN_STATE_FILE} to continue from; drop --resume to start")
@@ -172,22 +205,26 @@ class Trainer:
             state = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as exc:
             raise CheckpointError(f"cannot read '{path}' ({str(exc).splitlines()[0]}); it may be from another version") from None
-        saved = state["config"]
-        for key in ("student", "method", "img_size", "embed_dim", "hidden_dim", "head"):
-            if saved.get(key, "mlp" if key == "head" else None) != getattr(self.cfg, key):
-                raise CheckpointError(f"--resume: '{path}' was trained with {key}={saved.get(key)!r}, "
-                                      f"not {getattr(self.cfg, key)!r}; use the same settings or a new --out")
+        changed = changed_options(state["config"], self.cfg.to_dict())
+        if changed:
+            raise CheckpointError(f"--resume: '{path}' was trained with other settings ({'; '.join(changed[:4])}); "
+                                  "resume with the same ones, or train into a new --out")
         if state["teacher_fingerprint"] != self._teacher_fingerprint():
             raise CheckpointError(f"--resume: '{path}' was trained with another teacher; pass the same --teacher")
         if state["data_fingerprint"] != self.folder.fingerprint():
             raise CheckpointError(f"--resume: the images under '{self.cfg.data}' changed since '{path}' was written")
-        self.center = state["center"].to(self.device)
-        self.model.load_state_dict(state["model"])
-        self.loss.load_state_dict(state["loss"])
-        if self.momentum is not None:
-            self.momentum.load_state_dict(state["momentum"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
+        try:
+            self.center = state["center"].to(self.device)
+            self.model.load_state_dict(state["model"])
+            self.loss.load_state_dict(state["loss"])
+            if self.momentum is not None:
+                self.momentum.load_state_dict(state["momentum"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scaler.load_state_dict(state["scaler"])
+        except (KeyError, RuntimeError, ValueError) as exc:  # torch's state-dict mismatch: a C++-sized message
+            raise CheckpointError(f"--resume: '{path}' does not fit this run's model or loss "
+                                  f"({type(exc).__name__}: {str(exc).strip().splitlines()[0][:160]}); resume with "
+                                  "the settings it was trained with, or train into a new --out") from None
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self.elapsed, self.images_seen = state["elapsed"], state["images_seen"]
         self.wall = state.get("wall", state["elapsed"])  # checkpoints before --time-budget: the step time
@@ -366,10 +403,14 @@ class Trainer:
                         self.epoch, self.batch_in_epoch = self.epoch + 1, 0
                     self.save()
             self.check_loss()
+            if main and not (self.out / STUDENT_FILE).is_file():  # a finished run whose last save was cut short
+                self.save()
         finally:
             bar.close()
             if metrics:
                 metrics.close()
+        if last_loss != last_loss:  # no logging step this session (--resume of a finished run): the last logged
+            last_loss = last_logged_loss(self.out / "metrics.jsonl")
         if main and cfg.eval_every:
             plot_run(self.out)
         return {

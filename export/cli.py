@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from distill.core.cli import add_json_flag, positive_int
+from distill.core.cli import add_json_flag, fraction, nonnegative_float, nonnegative_int, positive_float, positive_int
 from export.formats import FORMATS
 
 HELP = "export a student to ONNX / OpenVINO / TensorRT with a parity gate"
@@ -31,22 +31,12 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got '{text}'")
-    return value
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, metavar="RUN_DIR|student.pt|student:NAME")
     p.add_argument("--format", default="onnx", choices=[*FORMATS, "all", "auto"],
                    help="one format, all (every format and precision this machine can build), or auto (all, then "
                         "name the fastest artifact that passed the gate as the deployable one: 'picked')")
-    p.add_argument("--timing-s", type=float, default=1.0, metavar="S",
+    p.add_argument("--timing-s", type=nonnegative_float, default=1.0, metavar="S",
                    help="seconds of batch-1 latency measured per artifact after its gate (0: none)")
     p.add_argument("--precision", type=_names, metavar="fp32|fp16|int8[,...]",
                    help="default fp32 (with --format all: every precision)")
@@ -62,8 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     batch.add_argument("--dynamic-batch", type=_triple, default=(1, 8, 64), metavar="MIN,OPT,MAX",
                        help="dynamic batch range (the TensorRT optimisation profile; default 1,8,64)")
     p.add_argument("--img-size", type=positive_int, metavar="N", help="export at another input size")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (17 or newer)")
-    p.add_argument("--workspace", type=float, default=4.0, metavar="GB", help="TensorRT builder workspace")
+    p.add_argument("--opset", type=positive_int, default=17, help="ONNX opset (17 or newer)")
+    p.add_argument("--workspace", type=positive_float, default=4.0, metavar="GB", help="TensorRT builder workspace")
     p.add_argument("--onnx-only", action="store_true",
                    help="TensorRT: write the TensorRT-form ONNX (no TensorRT needed here), gate it with onnxruntime, "
                         "and print the trtexec command that builds the engine on the target")
@@ -77,9 +67,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--per-channel", action="store_true", help="onnxruntime int8: per-channel weights")
     p.add_argument("--exclude-nodes", type=_names, default=(), metavar="A,B",
                    help="onnxruntime int8: ONNX node names to keep in float")
-    p.add_argument("--max-knn-drop", type=float, metavar="F",
+    p.add_argument("--max-knn-drop", type=fraction, metavar="F",
                    help="OpenVINO int8: accuracy-controlled quantisation with this max kNN top-1 drop (labelled data)")
-    p.add_argument("--int8-fallback", type=_fraction, default=0.75, metavar="F",
+    p.add_argument("--int8-fallback", type=fraction, default=0.75, metavar="F",
                    help="when int8 misses the parity gate, keep up to this fraction of activation quantizers in "
                         "float, the most sensitive first (default 0.75; 0 turns it off)")
     p.add_argument("--calibration", choices=["auto", "minmax", "percentile", "entropy"], default="auto",
@@ -88,7 +78,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "and keeps the first that meets the target, before any float fallback (default auto)")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim simplification")
     p.add_argument("--device", default="cpu", help="where onnxruntime/OpenVINO artifacts run for the parity check")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=nonnegative_int, default=2)
     add_json_flag(p)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from distill.core.cli import add_json_flag, positive_int, positive_ints
+from distill.core.cli import add_json_flag, fraction, nonnegative_int, positive_int, positive_ints
 from distill.core.errors import ConfigError
 
 HELP = "index an image folder with an exported model; search it from the command line or a web page"
@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                           "auto (chosen from the number of vectors and --max-memory, tuned to --target-recall)")
     idx.add_argument("--max-memory", metavar="SIZE", help="auto: the index's memory budget, e.g. 512MB or 2GiB "
                      "(default: half the available memory)")
-    idx.add_argument("--target-recall", type=float, default=0.9, metavar="R",
+    idx.add_argument("--target-recall", type=fraction, default=0.9, metavar="R",
                      help="auto: recall@10 against exact search to reach (default 0.9)")
     idx.add_argument("--nlist", type=positive_int, metavar="N", help="IVF lists (default ~4 sqrt(N))")
     idx.add_argument("--nprobe", type=positive_int, default=8, metavar="N", help="IVF lists searched (saved as default)")
@@ -40,11 +40,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     idx.add_argument("--pq-m", type=positive_int, metavar="M", help="ivfpq: bytes per vector (divides the dim; default D/20)")
     idx.add_argument("--pq-bits", type=positive_int, default=8, metavar="B", help="ivfpq: bits per code (default 8)")
     idx.add_argument("--opq", action="store_true", help="ivfpq: learn an OPQ rotation before quantising")
-    idx.add_argument("--rerank", type=int, default=0, metavar="N",
+    idx.add_argument("--rerank", type=nonnegative_int, default=0, metavar="N",
                      help="re-rank the top N candidates by exact cosine against embeddings.npy, memory-mapped "
                           "(for ivfpq: the codes' small RAM with the raw vectors' ordering; auto sets 100 for ivfpq)")
     idx.add_argument("--batch-size", type=positive_int, default=64, metavar="N")
-    idx.add_argument("--workers", type=int, default=2, metavar="N")
+    idx.add_argument("--workers", type=nonnegative_int, default=2, metavar="N")
     idx.add_argument("--add", action="store_true",
                      help="bring an existing index up to date (same model only): embed new images, re-embed changed "
                           "ones (size or mtime), drop removed ones; unchanged images are not re-embedded")
@@ -75,7 +75,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--nprobe", type=positive_int, metavar="N")
     e.add_argument("--ef-search", type=positive_int, metavar="N")
     e.add_argument("--limit", type=positive_int, metavar="N", help="class-balanced subset of the queries")
-    e.add_argument("--workers", type=int, default=2, metavar="N")
+    e.add_argument("--workers", type=nonnegative_int, default=2, metavar="N")
     e.add_argument("--device", default="cpu", help=DEVICE_HELP)
     add_json_flag(e)
 
@@ -112,11 +112,13 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def format_result(result: dict) -> str:
+    from distill.core.images import display_path
+
     if "results" in result:
         lines = []
         for query, rows in zip(result.get("queries", []), result["results"]):
-            lines.append(f"{query}:")
-            lines += [f"  {i + 1:>3}. {r['score']:.4f}  {r['path']}" for i, r in enumerate(rows)]
+            lines.append(f"{display_path(query)}:")
+            lines += [f"  {i + 1:>3}. {r['score']:.4f}  {display_path(r['path'])}" for i, r in enumerate(rows)]
         lines.append(f"embedding {result['embed_ms']:.2f} ms, search {result['search_ms']:.2f} ms")
         return "\n".join(lines)
     if "num_images" in result and "seconds" in result:

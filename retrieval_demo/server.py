@@ -11,16 +11,17 @@ Bad requests get a 4xx with a JSON ``detail``; the server never dies of one.
 """
 
 import io
+import os
 import random
 import time
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
 from distill.core.deps import require
 from distill.core.errors import ConfigError, DataError
-from distill.core.images import UNREADABLE, load_rgb
+from distill.core.images import UNREADABLE, display_path, load_rgb
 from retrieval_demo.search import Searcher
 from retrieval_demo.telemetry import RequestMetrics
 
@@ -30,13 +31,15 @@ THUMB_PX = 160
 
 
 def _thumb_url(rel: str) -> str:
-    return "/thumb/" + quote(rel)
+    """The thumbnail URL of an indexed path: its file-name bytes percent-encoded, so that a name that is not valid
+    UTF-8 round-trips (the route reads the raw path back)."""
+    return "/thumb/" + quote(os.fsencode(rel))
 
 
 def create_app(index_dir: str | Path, max_upload_bytes: int = MAX_UPLOAD_BYTES, mmap: bool = False):
     require("fastapi", "demo")
     require("python_multipart", "demo")
-    from fastapi import FastAPI, File, HTTPException, Query, UploadFile
+    from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
     from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
     searcher = Searcher(index_dir, mmap=mmap)
@@ -63,10 +66,10 @@ def create_app(index_dir: str | Path, max_upload_bytes: int = MAX_UPLOAD_BYTES, 
     def _respond(result: dict, query: str | None = None) -> dict:
         rows = result["results"][0]
         for r in rows:
-            r["thumb"] = _thumb_url(r["path"])
+            r["thumb"], r["path"] = _thumb_url(r["path"]), display_path(r["path"])
         out = {"results": rows, "embed_ms": result["embed_ms"], "search_ms": result["search_ms"]}
         if query is not None:
-            out.update(query=query, query_thumb=_thumb_url(query))
+            out.update(query=display_path(query), query_thumb=_thumb_url(query))
         return out
 
     @app.exception_handler(Exception)
@@ -118,16 +121,16 @@ def create_app(index_dir: str | Path, max_upload_bytes: int = MAX_UPLOAD_BYTES, 
         return buf.getvalue()
 
     @app.get("/thumb/{rel:path}")
-    def thumb(rel: str):
-        target = (root / rel).resolve()
-        try:
-            inside = target.relative_to(root).as_posix()
-        except ValueError:
-            inside = None
-        if inside is None or inside not in indexed or not target.is_file():
+    def thumb(rel: str, request: Request):
+        raw = request.scope.get("raw_path")  # the exact bytes: a file name need not be UTF-8
+        if raw:
+            rel = os.fsdecode(unquote_to_bytes(raw.decode("ascii", "replace").split("?")[0].removeprefix("/thumb/")))
+        # only what the index holds, by its own relative path (no resolving: a symlinked class folder is fine, and
+        # no other path, ".." included, is in the set)
+        if rel not in indexed or not (root / rel).is_file():
             raise HTTPException(404, "not an indexed image")
         try:
-            data = _thumbnail(inside)
+            data = _thumbnail(rel)
         except UNREADABLE:
             raise HTTPException(404, "indexed image is no longer readable") from None
         return Response(content=data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})

@@ -33,6 +33,7 @@ from distill.core.deps import require
 from distill.core.embeddings import embed_folder, l2_normalize
 from distill.core.errors import ConfigError, DataError, ModelError
 from distill.core.images import scan_folder
+from distill.core.swap import staged_folder
 from retrieval_demo.auto import choose_index, recall_at_k, tune_recall
 
 MANIFEST = "manifest.json"
@@ -80,6 +81,10 @@ def build_faiss(vectors: np.ndarray, params: IndexParams):
     """A faiss index over L2-normalised ``vectors`` (N, D) where inner product is cosine similarity."""
     faiss = require("faiss", "faiss-cpu")
     dim = vectors.shape[1]
+    if params.kind in ("ivf", "ivfpq") and params.nlist and params.nlist > len(vectors):
+        raise ConfigError(f"--nlist {params.nlist} is more than the {len(vectors)} images indexed (k-means needs a "
+                          f"vector per list; faiss wants 39): use at most {max(1, len(vectors) // 39)}, or leave "
+                          "--nlist out")
     if params.kind == "flat":
         index = faiss.IndexFlatIP(dim)
     elif params.kind == "hnsw":
@@ -244,17 +249,30 @@ def rerank_exact(vectors: np.ndarray, queries: np.ndarray, ids: np.ndarray, k: i
 
 def _write(folder: Path, index, vectors: np.ndarray, paths: list[str], manifest: dict,
            files: list[list[int]] | None = None) -> None:
+    """The index's files, written into a sibling folder and switched into place whole (distill.core.swap): an
+    interrupted build or --add leaves the old index as it was, never a mix of old and new files."""
     faiss = require("faiss", "faiss-cpu")
-    folder.mkdir(parents=True, exist_ok=True)
     data = faiss.serialize_index(index).tobytes()
     manifest["index_bytes"] = len(data)
     manifest["bytes_per_vector"] = round(len(data) / max(len(paths), 1), 2)
-    atomic_write_bytes(folder / "index.faiss", data)
-    atomic_write_bytes(folder / "embeddings.npy", _npy_bytes(vectors))
-    atomic_write_json(folder / "paths.json", paths)
-    if files is not None:
-        atomic_write_json(folder / FILES, files)
-    atomic_write_json(folder / MANIFEST, manifest)  # last: it makes the new files the index
+    with staged_folder(folder) as new:
+        atomic_write_bytes(new / "index.faiss", data)
+        atomic_write_bytes(new / "embeddings.npy", _npy_bytes(vectors))
+        atomic_write_json(new / "paths.json", paths)
+        if files is not None:
+            atomic_write_json(new / FILES, files)
+        atomic_write_json(new / MANIFEST, manifest)
+
+
+def check_out(folder: Path) -> None:
+    """Refuse, before any work, an --out that is a file, or a folder that holds something other than an index:
+    the new index replaces the folder whole."""
+    if folder.is_file() or (folder.exists() and not folder.is_dir()):
+        raise ConfigError(f"--out '{folder}' is a file, not a folder; choose a folder for the index")
+    if folder.is_dir() and not (folder / MANIFEST).is_file() and any(folder.iterdir()):
+        found = ", ".join(sorted(p.name for p in folder.iterdir())[:3])
+        raise ConfigError(f"--out '{folder}' is not an index but holds files ({found}, ...); choose a new or empty "
+                          "folder for the index")
 
 
 def build_measured(vectors: np.ndarray, params: IndexParams) -> tuple[Any, float | None, dict | None]:
@@ -312,6 +330,7 @@ def build_index(model: str, images: str, out: str, params: IndexParams | None = 
     params = params or IndexParams()
     params.validate()
     folder = Path(out)
+    check_out(folder)
     t0 = time.perf_counter()
     backend = load_backend(model)
     fingerprint = backend.fingerprint()
@@ -378,6 +397,7 @@ def build_index(model: str, images: str, out: str, params: IndexParams | None = 
 def rebuild_index(source: str | Path, out: str | Path, params: IndexParams) -> dict[str, Any]:
     """Another index kind over an existing index's embeddings (no re-embedding): same model, root and paths."""
     params.validate()
+    check_out(Path(out))
     src = ImageIndex(source)
     t0 = time.perf_counter()
     vectors = src.embeddings()

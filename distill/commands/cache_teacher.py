@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 
 from distill.commands.common import add_teacher_arguments, add_threads_flag, teacher_options
-from distill.core.cli import add_json_flag, positive_int
+from distill.core.cli import add_json_flag, nonnegative_int, positive_int
 from distill.core.device import check_device
 
 HELP = "store a teacher's embeddings of a folder for training without teacher forward passes"
@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-images", type=positive_int, default=4096, metavar="N",
                    help="images per resumable chunk: a killed build resumes from its last complete chunk")
     p.add_argument("--batch-size", type=positive_int, default=256)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=nonnegative_int, default=2)
     p.add_argument("--device", default="auto")
     p.add_argument("--overwrite", action="store_true", help="replace an existing cache folder")
     add_teacher_arguments(p)

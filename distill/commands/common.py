@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from distill.core.cli import duration, floats3, positive_int
+from distill.core.cli import duration, floats3, nonnegative_int, positive_int
 
 
 def add_teacher_arguments(parser: argparse.ArgumentParser, prefix: str = "teacher") -> None:
@@ -14,7 +14,7 @@ def add_teacher_arguments(parser: argparse.ArgumentParser, prefix: str = "teache
     g.add_argument(f"--{prefix}-drop-head", nargs="*", metavar="PREFIX", default=None,
                    help="drop classifier/projection heads from the checkpoint (alone: fc, head, classifier, linear, "
                         "projector, ...; or the given key prefixes)")
-    g.add_argument(f"--{prefix}-input-size", type=int, metavar="N", help="override the input size")
+    g.add_argument(f"--{prefix}-input-size", type=positive_int, metavar="N", help="override the input size")
     g.add_argument(f"--{prefix}-mean", type=floats3, metavar="R,G,B", help="override the normalisation mean")
     g.add_argument(f"--{prefix}-std", type=floats3, metavar="R,G,B", help="override the normalisation std")
 
@@ -40,11 +40,11 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--in-memory", choices=["auto", "on", "off"], default="auto",
                    help="decode the images once and keep them in RAM (auto: when under 2 GiB)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--workers", type=int, default=2, help="image-decoding processes")
+    p.add_argument("--workers", type=nonnegative_int, default=2, help="image-decoding processes")
     add_threads_flag(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=positive_int, default=20, help="steps between metrics lines")
-    p.add_argument("--save-every", type=int, default=0, help="steps between mid-epoch checkpoints (0: epoch ends)")
+    p.add_argument("--save-every", type=nonnegative_int, default=0, help="steps between mid-epoch checkpoints (0: epoch ends)")
     p.add_argument("--max-steps", type=positive_int, help="stop after N steps (smoke tests, fixed budgets)")
     p.add_argument("--time-budget", type=duration, metavar="T",
                    help="train for this long (300, 300s, 10m, 1.5h) instead of --epochs: the step count is planned "

@@ -13,7 +13,7 @@ import argparse
 import os
 
 from distill.commands.common import add_teacher_arguments, add_threads_flag, teacher_options
-from distill.core.cli import add_json_flag, positive_int
+from distill.core.cli import add_json_flag, nonnegative_int, positive_float, positive_int
 
 HELP = "evaluate a student or teacher with weighted kNN and 1-NN"
 PROTOCOLS = ("knn", "nn", "linear", "cluster", "all")
@@ -28,9 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-limit", type=positive_int, metavar="N", help="class-balanced subset of the bank")
     p.add_argument("--val-limit", type=positive_int, metavar="N", help="class-balanced subset of the queries")
     p.add_argument("-k", "--k", type=positive_int, default=20, help="neighbours for weighted kNN")
-    p.add_argument("--temperature", type=float, default=0.07, help="weighted-kNN temperature")
+    p.add_argument("--temperature", type=positive_float, default=0.07, help="weighted-kNN temperature")
     p.add_argument("--batch-size", type=positive_int, default=256)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=nonnegative_int, default=2)
     p.add_argument("--device", default="auto")
     p.add_argument("--cache", metavar="DIR", default=os.environ.get("EDGEDISTILL_EMBEDDINGS"),
                    help="keep embeddings here per model fingerprint and folder, and reuse them "

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from distill.commands.common import add_run_arguments
-from distill.core.cli import add_json_flag, floats3, positive_int
+from distill.core.cli import add_json_flag, floats3, momentum, nonnegative_float, positive_float, positive_int
 
 HELP = "self-supervised pretraining without a teacher (MoCo-v2, SimCLR): the baseline"
 
@@ -31,12 +31,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--std", type=floats3, metavar="R,G,B", help="normalisation std (default ImageNet's)")
     p.add_argument("--epochs", type=positive_int, default=200)
     p.add_argument("--batch-size", type=positive_int, default=256)
-    p.add_argument("--lr", type=float, help="peak learning rate (default 0.03 x batch/256, MoCo-v2)")
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--lr", type=positive_float, help="peak learning rate (default 0.03 x batch/256, MoCo-v2)")
+    p.add_argument("--weight-decay", type=nonnegative_float, default=1e-4)
+    p.add_argument("--warmup-epochs", type=nonnegative_float, default=1.0)
     p.add_argument("--queue-size", type=positive_int, default=4096, metavar="N", help="MoCo key queue")
-    p.add_argument("--temperature", type=float, help="InfoNCE temperature (default: MoCo-v2 0.2, SimCLR 0.5)")
-    p.add_argument("--ema-momentum", type=float, default=0.99, help="MoCo key encoder momentum")
+    p.add_argument("--temperature", type=positive_float, help="InfoNCE temperature (default: MoCo-v2 0.2, SimCLR 0.5)")
+    p.add_argument("--ema-momentum", type=momentum, default=0.99, help="MoCo key encoder momentum")
     p.add_argument("--hidden-dim", type=positive_int, default=2048, help="projection-head width")
     p.add_argument("--embed-dim", type=positive_int, default=128, help="projection output")
     p.add_argument("--augment", default="mocov2", choices=["mocov2", "light", "none"])

@@ -15,16 +15,17 @@ from __future__ import annotations
 import argparse
 
 from distill.commands.common import add_run_arguments, add_teacher_arguments, teacher_options
-from distill.core.cli import add_json_flag, positive_int
+from distill.core.cli import (add_json_flag, momentum, nonnegative_float, nonnegative_int, positive_float,
+                              positive_int)
 
 HELP = "distil a teacher into a student (SEED, CompRess, DisCo)"
 
 # loss-option flags: (flag, option name, type)
-LOSS_FLAGS = (("--tau-s", "tau_s", float, "SEED student temperature (default 0.2)"),
-              ("--tau-t", "tau_t", float, "SEED teacher temperature (default 0.01; the official code uses 1e-4)"),
-              ("--tau", "tau", float, "CompRess temperature, both sides (default 0.04)"),
-              ("--temperature", "temperature", float, "DisCo InfoNCE temperature (default 0.2)"),
-              ("--mse-weight", "mse_weight", float, "DisCo weight of the MSE-to-teacher term (default 1)"),
+LOSS_FLAGS = (("--tau-s", "tau_s", positive_float, "SEED student temperature (default 0.2)"),
+              ("--tau-t", "tau_t", positive_float, "SEED teacher temperature (default 0.01; the official code uses 1e-4)"),
+              ("--tau", "tau", positive_float, "CompRess temperature, both sides (default 0.04)"),
+              ("--temperature", "temperature", positive_float, "DisCo InfoNCE temperature (default 0.2)"),
+              ("--mse-weight", "mse_weight", nonnegative_float, "DisCo weight of the MSE-to-teacher term (default 1)"),
               ("--only-mse", "only_mse", "flag", "DisCo without its contrastive term (the official --only-mse)"))
 
 
@@ -37,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="seed", choices=["seed", "compress", "compress-1q", "disco", "regress"],
                    help="seed, compress (two queues), compress-1q, disco, regress (SimReg)")
     p.add_argument("--val", metavar="DIR", help="labelled folder: weighted-kNN evaluation at the end")
-    p.add_argument("--eval-every", type=int, default=0, metavar="N",
+    p.add_argument("--eval-every", type=nonnegative_int, default=0, metavar="N",
                    help="steps between weighted-kNN points on a subset of --val, written to metrics.jsonl and "
                         "plotted to curves.png (0: only at the end)")
     p.add_argument("--eval-bank", type=positive_int, default=5000, metavar="N",
@@ -48,9 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--img-size", type=positive_int, metavar="N", help="student input size (default: the teacher's)")
     p.add_argument("--epochs", type=positive_int, default=10)
     p.add_argument("--batch-size", type=positive_int, default=256)
-    p.add_argument("--lr", type=float, help="peak learning rate (default 0.05 x batch/256)")
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--lr", type=positive_float, help="peak learning rate (default 0.05 x batch/256)")
+    p.add_argument("--weight-decay", type=nonnegative_float, default=1e-4)
+    p.add_argument("--warmup-epochs", type=nonnegative_float, default=1.0)
     p.add_argument("--queue-size", type=positive_int, metavar="N",
                    help="queue/bank length (default: SEED and DisCo 65536, CompRess 128000)")
     for flag, _, typ, help_ in LOSS_FLAGS:
@@ -58,7 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, action="store_const", const=True, default=None, help=help_)
         else:
             p.add_argument(flag, type=typ, help=help_)
-    p.add_argument("--ema-momentum", type=float, default=0.999, help="momentum student (compress, disco)")
+    p.add_argument("--ema-momentum", type=momentum, default=0.999, help="momentum student (compress, disco)")
     p.add_argument("--head", default="auto", choices=["auto", "mlp", "mlp4", "linear", "none"],
                    help="head between backbone and loss (auto: none for compress/compress-1q as in the official "
                         "code, mlp4 for regress as in SimReg, mlp otherwise)")

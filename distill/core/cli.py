@@ -14,6 +14,7 @@ import argparse
 import functools
 import importlib
 import json
+import math
 import os
 import re
 import sys
@@ -95,7 +96,7 @@ def report_failure(exc: BaseException, prog: str) -> int | None:
     error = exc if isinstance(exc, EdgeDistillError) else environment_error(exc) if isinstance(exc, OSError) else None
     if error is None:
         return None
-    print(f"{prog}: error: {error}", file=sys.stderr)
+    print(f"{prog}: {getattr(error, 'label', 'error: ')}{error}", file=sys.stderr)
     return error.exit_code
 
 
@@ -160,12 +161,59 @@ def floats3(text: str) -> tuple[float, float, float]:
 
 
 def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    value = _number(text, int)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def _number(text: str, kind=float) -> float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a {'whole ' if kind is int else ''}number, got '{text}'") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got '{text}'")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number above 0 (a learning rate, a temperature, a time)."""
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """A finite number, 0 or more (a weight decay, a warm-up, a loss weight)."""
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of 0 or more, got {text}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """A whole number, 0 or more (worker counts, step cadences where 0 means off)."""
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 0 or more, got {text}")
+    return value
+
+
+def momentum(text: str) -> float:
+    """A finite number in [0, 1): an exponential-moving-average momentum."""
+    value = _number(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 up to (not including) 1, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A finite number in [0, 1] (a recall target, a share)."""
+    value = _number(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text}")
     return value
 
 

@@ -147,7 +147,8 @@ def embed_folder(embedder, folder: ImageFolder, batch_size: int = 256, workers: 
     indices = np.concatenate(idx)
     labels = None if folder.labels is None else folder.labels[indices]
     features = np.concatenate(feats).astype(np.float32)
-    name = getattr(embedder, "name", None)
+    path, name = getattr(embedder, "path", None), getattr(embedder, "name", None)
+    name = Path(path).name if path is not None else name  # an artifact: its file, the one to re-export
     check_finite(features, f"model '{name}'" if isinstance(name, str) else "the model")
     return FolderEmbeddings(features, labels, indices, len(skipped))
 

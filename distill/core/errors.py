@@ -12,6 +12,7 @@ class EdgeDistillError(Exception):
     """Base class of every user-facing error."""
 
     exit_code = 2
+    label = "error: "  # printed after "edgedistill: "; a stop on a signal is not an error ("" : distill.stopping)
 
 
 class DataError(EdgeDistillError):

@@ -59,7 +59,7 @@ class ImageFolder:
             except OSError:
                 size = -1
             label = -1 if self.labels is None else int(self.labels[i])
-            h.update(f"{rel}\0{size}\0{label}\n".encode())
+            h.update(os.fsencode(rel) + f"\0{size}\0{label}\n".encode())  # fsencode: any file name's bytes
         return h.hexdigest()
 
     def subset(self, indices: np.ndarray) -> "ImageFolder":
@@ -68,19 +68,30 @@ class ImageFolder:
         return ImageFolder(self.root, tuple(self.paths[i] for i in indices), labels, self.classes)
 
 
+def display_path(rel: str) -> str:
+    """A path as text for people and JSON: a file name that is not valid UTF-8 (kept by Python as lone surrogates,
+    which no UTF-8 writer accepts) shows its undecodable bytes as U+FFFD."""
+    return os.fsencode(rel).decode("utf-8", "replace")
+
+
 def _is_image(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
 
 
-def _walk_images(folder: Path) -> list[str]:
-    """All image files below ``folder``, as sorted paths relative to it."""
+def _walk_images(folder: Path, special: list[str]) -> list[str]:
+    """All image files below ``folder``, as sorted paths relative to it. Only regular files (symlinks to them
+    followed): a named pipe, socket or device with an image's name is recorded (absolute) in ``special`` and left
+    out, since opening a pipe waits for a writer forever."""
     found = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         rel_dir = os.path.relpath(dirpath, folder)
         for name in filenames:
             if _is_image(name):
-                found.append(name if rel_dir == "." else os.path.join(rel_dir, name))
+                if os.path.isfile(os.path.join(dirpath, name)):
+                    found.append(name if rel_dir == "." else os.path.join(rel_dir, name))
+                else:
+                    special.append(os.path.join(dirpath, name))
     return sorted(found)
 
 
@@ -104,17 +115,21 @@ def scan_folder(root: str | os.PathLike, limit: int | None = None) -> ImageFolde
     paths: list[str] = []
     labels: list[int] | None = None
     classes: list[str] = []
+    special: list[str] = []
     if not loose and class_dirs:
         labels = []
         for entry in class_dirs:
-            images = _walk_images(Path(entry.path))
+            images = _walk_images(Path(entry.path), special)
             if not images:
                 continue
             classes.append(entry.name)
             paths.extend(os.path.join(entry.name, p) for p in images)
             labels.extend([len(classes) - 1] * len(images))
     else:
-        paths = _walk_images(root)
+        paths = _walk_images(root, special)
+    if special:
+        warnings.warn(f"skipped {len(special)} entries under '{root}' that are not regular files (named pipes, "
+                      f"sockets or devices): '{special[0]}'{' and others' if len(special) > 1 else ''}", stacklevel=2)
 
     if not paths:
         raise DataError(

@@ -27,6 +27,7 @@ _WRITE_ERRNOS = {
     errno.EPERM: "operation not permitted; choose a folder you can write or fix its permissions",
     errno.ENOTDIR: "a part of the path is a file, not a folder; choose another path",
     errno.EISDIR: "the path is a folder where a file was expected; choose another path",
+    errno.EEXIST: "something already exists at that path (a file where a folder is needed?); choose another path",
 }
 
 

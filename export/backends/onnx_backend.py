@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from distill.core.errors import ModelError
 from distill.core.threads import ort_session_options
 from export.backends.base import Backend
 from export.errors import ExportError
@@ -31,9 +32,32 @@ class OnnxRuntimeBackend(Backend):
             self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
         except Exception as exc:
             raise ExportError(f"onnxruntime cannot load '{self.path}': {str(exc).splitlines()[0]}") from None
-        self.input_name = self.session.get_inputs()[0].name
+        first = self.session.get_inputs()[0]
+        self.input_name, self.input_shape = first.name, list(first.shape)
+        batch = self.input_shape[0] if self.input_shape else None
+        # a fixed batch (torch.onnx.export's default is 1): run in pieces of that size, the last one padded
+        self.static_batch = batch if isinstance(batch, int) and batch > 0 else None
         if not self.embedding_dim:
-            self.embedding_dim = int(self.session.get_outputs()[0].shape[-1])
+            dim = self.session.get_outputs()[0].shape[-1]
+            self.embedding_dim = int(dim) if isinstance(dim, int) else 0
 
     def __call__(self, x) -> np.ndarray:
-        return np.asarray(self.session.run(None, {self.input_name: self.as_numpy(x)})[0], dtype=np.float32)
+        x = self.as_numpy(x)
+        if self.static_batch and len(x) != self.static_batch:
+            from export.batch import BatchSpec, run_batched
+
+            return run_batched(self._run, x, BatchSpec(static=self.static_batch))
+        return self._run(x)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        try:
+            out = self.session.run(None, {self.input_name: x})[0]
+        except Exception as exc:  # onnxruntime's own exception types (InvalidArgument, Fail, ...)
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"onnxruntime cannot run '{self.path.name}' on a {tuple(x.shape)} input (the model "
+                             f"expects {self.input_shape}): {text[:200]}; check the input size in its metadata or "
+                             "sidecar JSON") from None
+        if out.ndim != 2:
+            raise ModelError(f"'{self.path.name}' returns shape {tuple(out.shape)}, not (batch, dim): export the "
+                             "pooled embedding, not a feature map or a token sequence")
+        return np.asarray(out, dtype=np.float32)

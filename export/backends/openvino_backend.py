@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from distill.core.deps import require
+from distill.core.errors import ModelError
 from export.backends.base import Backend
 from export.errors import ExportError
 from export.metadata import read_metadata
@@ -16,6 +17,10 @@ class OpenVINOBackend(Backend):
 
     def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None):
         ov = require("openvino", "openvino", "OpenVINO artifacts")
+        weights = Path(path).with_suffix(".bin")
+        if not weights.is_file():
+            raise ModelError(f"'{Path(path).name}' has no weights file '{weights.name}' beside it; an OpenVINO IR is "
+                             "the .xml and its .bin: copy both")
         super().__init__(path, read_metadata(path))
         core = ov.Core()
         config: dict[str, str] = {

@@ -227,6 +227,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(cifar_small, resnet56_onnx, tm
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "stopped by SIGTERM" in err and "--resume" in err and "Traceback" not in err
+    assert "edgedistill: stopped by SIGTERM at step" in err and "error:" not in err  # as docs/RELIABILITY.md says
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["step"] >= 3  # saved where it stopped, not at the last epoch end (step 0)
     assert state["batch_in_epoch"] == state["step"] % 5 and state["epoch"] == state["step"] // 5

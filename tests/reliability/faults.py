@@ -42,9 +42,29 @@ def copy(src: str, dst: str) -> Damage:
     return damage
 
 
+def drop_entry(rel: str, key: str) -> Damage:
+    """A student.pt written by another tool or version: one entry of its dictionary missing."""
+    def damage(ws: Path) -> None:
+        import torch
+
+        state = torch.load(ws / rel, weights_only=False)
+        del state[key]
+        torch.save(state, ws / rel)
+    return damage
+
+
 def delete(rel: str) -> Damage:
     def damage(ws: Path) -> None:
         (ws / rel).unlink()
+    return damage
+
+
+def mkdir(rel: str, *files: str) -> Damage:
+    """A folder of a user's own, with files in it (what a destructive flag must not delete)."""
+    def damage(ws: Path) -> None:
+        (ws / rel).mkdir(parents=True, exist_ok=True)
+        for name in files:
+            (ws / rel / name).write_text(f"{name}: a user's file\n")
     return damage
 
 
@@ -97,6 +117,15 @@ FAULTS: list[Fault] = [
     Fault("train-cache-meta-corrupt", (*TRAIN, "--data", "{ws}/images", "--teacher", TEACHER, "--teacher-cache", "{ws}/cache",
                                        "--out", "{ws}/r"), "cache", (write("cache/meta.json", "{not json"),)),
     Fault("train-out-under-file", (*TRAIN, "--data", "{ws}/images", "--teacher", TEACHER, "--out", "{ws}/notes.txt/run"), "notes.txt"),
+    Fault("train-out-is-file", (*TRAIN, "--data", "{ws}/images", "--teacher", TEACHER, "--out", "{ws}/notes.txt"),
+          "is a file"),
+    # --resume with options the run was not trained with: named and refused, never ignored or a state-dict trace
+    Fault("train-resume-teacher-center-added", (*TRAIN, "--data", "{ws}/images", "--teacher", TEACHER, "--out",
+                                                "{ws}/run", "--resume", "--teacher-center"), "--teacher-center False -> True"),
+    Fault("train-resume-queue-size-changed", ("train", "--student", "mobilenetv3_small_050", "--img-size", "32",
+                                              "--batch-size", "8", "--max-steps", "3", "--queue-size", "128",
+                                              "--workers", "0", "--device", "cpu", "--data", "{ws}/images", "--teacher",
+                                              TEACHER, "--out", "{ws}/run", "--resume"), "--queue-size 64 -> 128"),
     Fault("train-val-empty", (*TRAIN, "--data", "{ws}/images", "--val", "{ws}/empty", "--teacher", TEACHER, "--out", "{ws}/r"), "no images"),
     # pretrain
     Fault("pretrain-data-missing", (*PRETRAIN, "--data", "{ws}/nope", "--out", "{ws}/p"), "does not exist"),
@@ -107,6 +136,13 @@ FAULTS: list[Fault] = [
     Fault("cache-teacher-is-text", (*CACHE, "--data", "{ws}/images", "--teacher", "{ws}/notes.txt", "--out", "{ws}/c"), "notes.txt"),
     Fault("cache-out-under-file", (*CACHE, "--data", "{ws}/images", "--teacher", TEACHER, "--out", "{ws}/notes.txt/c"), "notes.txt"),
     Fault("cache-out-exists", (*CACHE, "--data", "{ws}/images", "--teacher", TEACHER, "--out", "{ws}/cache"), "--overwrite"),
+    # --overwrite replaces only what cache-teacher made: a training run and a user's own folder are refused, whole
+    Fault("cache-overwrite-run-folder", (*CACHE, "--data", "{ws}/images", "--teacher", TEACHER, "--out", "{ws}/run",
+                                         "--overwrite"), "not one (it holds checkpoint.pt"),
+    Fault("cache-overwrite-user-folder", (*CACHE, "--data", "{ws}/images", "--teacher", TEACHER, "--out", "{ws}/notes",
+                                          "--overwrite"), "not one (it holds ideas.md", (mkdir("notes", "ideas.md"),)),
+    Fault("cache-overwrite-file", (*CACHE, "--data", "{ws}/images", "--teacher", TEACHER, "--out", "{ws}/notes.txt",
+                                   "--overwrite"), "is a file"),
     # eval
     Fault("eval-student-truncated", (*EVAL, "--model", "{ws}/run/student.pt", "--train", "{ws}/images", "--val", "{ws}/queries"),
           "student.pt", (truncate("run/student.pt"),)),
@@ -115,6 +151,12 @@ FAULTS: list[Fault] = [
           "model.onnx", (scramble("model.onnx"),)),
     Fault("eval-torchscript-named-onnx", (*EVAL, "--model", "{ws}/ts.onnx", "--train", "{ws}/images", "--val",
                                           "{ws}/queries"), "ts.onnx", (copy("teacher.torchscript.pt", "ts.onnx"),)),
+    # a foreign runtime's own error, at the boundary: a sidecar giving another input size than the ONNX file takes
+    Fault("eval-onnx-sidecar-wrong-size", (*EVAL, "--model", "{ws}/teacher.onnx", "--train", "{ws}/images", "--val",
+                                           "{ws}/queries"), "cannot run 'teacher.onnx'",
+          (write("teacher.json", '{"input_size": [3, 48, 48]}'),)),
+    Fault("eval-student-entry-missing", (*EVAL, "--model", "{ws}/run/student.pt", "--train", "{ws}/images", "--val",
+                                         "{ws}/queries"), "student.pt", (drop_entry("run/student.pt", "state_dict"),)),
     Fault("eval-train-missing", (*EVAL, "--model", "{ws}/run", "--train", "{ws}/nope", "--val", "{ws}/queries"), "does not exist"),
     Fault("eval-val-empty", (*EVAL, "--model", "{ws}/run", "--train", "{ws}/images", "--val", "{ws}/empty"), "no images"),
     # export
@@ -140,6 +182,14 @@ FAULTS: list[Fault] = [
                                    "{ws}/i2", "--workers", "0"), "does not exist"),
     Fault("index-out-under-file", ("retrieve", "index", "--model", "{ws}/model.onnx", "--images", "{ws}/images", "--out",
                                    "{ws}/notes.txt/i", "--workers", "0"), "notes.txt"),
+    Fault("index-out-is-file", ("retrieve", "index", "--model", "{ws}/model.onnx", "--images", "{ws}/images", "--out",
+                                "{ws}/notes.txt", "--workers", "0"), "is a file"),
+    Fault("index-out-user-folder", ("retrieve", "index", "--model", "{ws}/model.onnx", "--images", "{ws}/images",
+                                    "--out", "{ws}/notes", "--workers", "0"), "is not an index",
+          (mkdir("notes", "ideas.md"),)),
+    Fault("index-nlist-over-data", ("retrieve", "index", "--model", "{ws}/model.onnx", "--images", "{ws}/images",
+                                    "--out", "{ws}/i2", "--index", "ivf", "--nlist", "1000", "--workers", "0"),
+          "--nlist 1000 is more than"),
     Fault("index-add-manifest-corrupt", ("retrieve", "index", "--model", "{ws}/model.onnx", "--images", "{ws}/images",
                                          "--out", "{ws}/index", "--add", "--workers", "0"), "manifest.json",
           (write("index/manifest.json", "{"),)),

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.reliability.faults import FAULTS, OV_XML, Fault, truncate
+from tests.reliability.faults import FAULTS, OV_XML, Fault, delete, truncate
 
 pytestmark = pytest.mark.slow
 
@@ -22,6 +22,9 @@ OPENVINO_FAULTS = [
     Fault("bench-openvino-bin-truncated", ("bench", "--batch-sizes", "1", "--min-time-s", "0.05", "--rounds", "1",
                                            "--out", "{ws}/report", OV_XML),
           "openvino", (truncate("export_ov/mobilenetv3_small_050-openvino-fp32.bin"),)),
+    Fault("eval-openvino-bin-missing", ("eval", "--model", OV_XML, "--train", "{ws}/images", "--val", "{ws}/queries",
+                                        "--workers", "0"), "no weights file",
+          (delete("export_ov/mobilenetv3_small_050-openvino-fp32.bin"),)),
     Fault("eval-openvino-xml-truncated", ("eval", "--model", OV_XML, "--train", "{ws}/images", "--val", "{ws}/queries",
                                           "--workers", "0"), ".xml", (truncate("export_ov/mobilenetv3_small_050-openvino-fp32.xml"),)),
 ]

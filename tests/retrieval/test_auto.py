@@ -113,7 +113,7 @@ def test_bad_index_flags_are_one_line(tmp_path, onnx_model, gallery):
     from tests.conftest import run_cli
 
     for flags, needle in ((["--index", "auto", "--max-memory", "lots"], "cannot read 'lots' as a size"),
-                          (["--index", "hnsw", "--rerank", "-3"], "--rerank must be 0"),
+                          (["--index", "hnsw", "--rerank", "-3"], "argument --rerank: expected a whole number of 0"),
                           (["--index", "flat", "--max-memory", "1GB"], "--max-memory goes with --index auto")):
         proc = run_cli("distill", "retrieve", "index", "--model", str(onnx_model), "--images",
                        str(gallery / "gallery"), "--out", str(tmp_path / "i"), "--workers", "0", *flags)
