@@ -140,16 +140,26 @@ class TrainConfig:
         return opts
 
 
+MAX_DEFAULT_IMG_SIZE = 224  # the student's default input is at most this (a DINOv2 teacher is built at 518)
+
+
+def default_img_size(teacher_input_size: int, data_size: int | None) -> int:
+    """The student's input size when --img-size is not given: the teacher's, but at most 224 and at most the data's
+    own image size (a 32 px CIFAR image is not upsampled for the student because the teacher sees 224)."""
+    return min(teacher_input_size, MAX_DEFAULT_IMG_SIZE, data_size or teacher_input_size)
+
+
 def resolve_config(cfg: TrainConfig, *, teacher_dim: int, teacher_input_size: int,
-                   student_features: Callable[[int], int]) -> TrainConfig:
+                   student_features: Callable[[int], int], data_size: int | None = None) -> TrainConfig:
     """The resolved copy of ``cfg`` (``cfg`` itself is left as it is): student input size, head, embedding
     size, loss options and queue, learning rate and augmentation filled in.
 
     ``teacher_dim`` is 0 without a teacher (pretrain); ``teacher_input_size`` is the teacher's input size (or
-    the pretraining default); ``student_features(img_size)`` is the student backbone's width at that size.
+    the pretraining default); ``student_features(img_size)`` is the student backbone's width at that size;
+    ``data_size`` the images' own size (shorter side), which caps the default input size (:func:`default_img_size`).
     """
     cfg.validate()
-    img_size = cfg.img_size or teacher_input_size
+    img_size = cfg.img_size or default_img_size(teacher_input_size, data_size)
     head = cfg.head if cfg.head != "auto" else METHOD_HEADS.get(cfg.method, "mlp")
     embed_dim = cfg.embed_dim
     if head == "none":

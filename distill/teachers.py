@@ -33,6 +33,7 @@ from distill.checkpoint_keys import HEAD_PREFIXES, extract_state_dict, match_sta
 from distill.core.errors import ModelError
 from distill.core.preprocess import Preprocess, PreprocessOverrides, onnx_metadata, read_sidecar, sidecar_path
 from distill.core.threads import ort_session_options
+from distill.hub import create_hub_teacher, hub_name
 from distill.students import drop_final_linear
 
 
@@ -47,6 +48,7 @@ class TeacherOptions:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     crop_pct: float | None = None
+    embedding: str = "auto"  # a hub teacher's embedding: auto | cls | mean | cls+mean | head (distill.hub)
 
 
 class Teacher:
@@ -58,6 +60,7 @@ class Teacher:
     def __init__(self, name: str, preprocess: Preprocess, source_files: tuple[Path, ...] = ()):
         self.name, self.preprocess, self.source_files = name, preprocess, source_files
         self.embedding_dim = 0
+        self.licence: str | None = None  # the weights' licence where it is known (hub teachers: distill.hub)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -67,8 +70,15 @@ class Teacher:
 
     def probe_dim(self) -> int:
         s = self.preprocess.input_size
-        with torch.no_grad():
-            out = self(torch.zeros(2, 3, s, s, device=getattr(self, "device", "cpu")))
+        try:
+            with torch.no_grad():
+                out = self(torch.zeros(2, 3, s, s, device=getattr(self, "device", "cpu")))
+        except ModelError:
+            raise
+        except Exception as exc:  # the model's own failure on this input (a fixed size, a wrong layout)
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"teacher '{self.name}' fails on a {s} px input ({text[:200]}); check "
+                             "--teacher-input-size or its sidecar JSON") from None
         if out.ndim != 2:
             raise ModelError(f"teacher '{self.name}' returns shape {tuple(out.shape)}, expected (batch, dim); "
                              "export the embedding (pooled features), not a feature map")
@@ -241,7 +251,20 @@ def load_teacher(spec: str, options: TeacherOptions = TeacherOptions(), device: 
     overrides = PreprocessOverrides(options.input_size, options.mean, options.std, options.crop_pct)
     drop = options.drop_head
     teacher: Teacher
-    if spec.startswith(("timm:", "torchvision:")):
+    name = hub_name(spec)
+    if name is None and options.embedding != "auto":
+        raise ModelError(f"--teacher-embedding {options.embedding} chooses among a hub ViT's tokens; '{spec}' is not a "
+                         "hub teacher (timm:NAME, hf-hub:timm/NAME or an alias): drop the flag")
+    if name is not None:
+        weights = Path(options.weights).expanduser() if options.weights else None
+        model, pre, licence, embedding = create_hub_teacher(
+            name, input_size=options.input_size, weights=weights, embedding=options.embedding,
+            load_weights=lambda m: _load_weights_into(m, weights, drop))
+        # the embedding is part of the name, so of the fingerprint: a cache of CLS tokens never serves a mean
+        teacher = TorchTeacher(model, f"{spec} [{embedding}]", overrides.apply(pre),
+                               (weights,) if weights else ())
+        teacher.licence = licence
+    elif spec.startswith("torchvision:"):
         model, pre = _library_model(spec, pretrained=options.weights is None)
         files: tuple[Path, ...] = ()
         if options.weights:
@@ -251,7 +274,8 @@ def load_teacher(spec: str, options: TeacherOptions = TeacherOptions(), device: 
     else:
         path = Path(spec).expanduser()
         if not path.is_file():
-            raise ModelError(f"teacher '{spec}' is neither an existing file nor timm:NAME / torchvision:NAME")
+            raise ModelError(f"teacher '{spec}' is neither an existing file nor a model name (timm:NAME, "
+                             "hf-hub:timm/NAME, torchvision:NAME or an alias such as dinov2/vits14: README, Teachers)")
         if path.suffix.lower() == ".onnx":
             teacher = OnnxTeacher(path, _file_preprocess(path, overrides))
         elif is_torchscript(path):

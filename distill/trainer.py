@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -37,7 +38,7 @@ from distill.config import TrainConfig, resolve_config
 from distill.core.atomic import atomic_torch_save, atomic_write_json
 from distill.core.device import resolve_device
 from distill.core.errors import CheckpointError, ConfigError, TrainingError
-from distill.core.images import scan_folder
+from distill.core.images import native_size, scan_folder
 from distill.core.preprocess import Preprocess
 from distill.core.progress import progress
 from distill.curves import plot_run
@@ -46,6 +47,7 @@ from distill.heads import StudentWithHead, create_head
 from distill.losses import create_loss
 from distill.momentum import MomentumEncoder
 from distill.monitor import KnnMonitor
+from distill.resume import changed_options, last_logged_loss
 from distill.schedule import Schedule, TimeBudget
 from distill.stopping import StopSignals, TrainingInterrupted
 from distill.students import Student, create_student
@@ -54,37 +56,6 @@ from distill.teacher_cache import TeacherCache, cache_fingerprint
 from distill.teachers import TorchTeacher, load_teacher
 
 IN_MEMORY_AUTO_BYTES = 2 << 30
-
-
-# Options --resume applies when they differ from the saved run (how long, how often, on what hardware, where the
-# evaluation goes); any other difference is refused by name (changed_options), never ignored.
-RESUME_MAY_CHANGE = frozenset({"out", "val", "data", "teacher", "teacher_options", "epochs", "max_steps", "time_budget",
-                               "device", "workers", "in_memory", "log_every", "save_every", "eval_every", "eval_bank",
-                               "eval_queries", "amp", "compile", "compile_mode", "teacher_cache", "channels_last"})
-
-
-def changed_options(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """``"--flag saved -> now"`` for every option the run was trained with that this --resume changes (the data and
-    the teacher are compared by fingerprint; options an older checkpoint did not record are not compared)."""
-    found = []
-    for key, now in current.items():
-        if key in RESUME_MAY_CHANGE or key not in saved or saved[key] == now:
-            continue
-        if key == "loss_options":
-            found += [f"--{k.replace('_', '-')} {saved[key].get(k)} -> {now.get(k)}"
-                      for k in sorted(set(saved[key]) | set(now)) if saved[key].get(k) != now.get(k)]
-        else:
-            found.append(f"--{key.replace('_', '-')} {saved[key]} -> {now}")
-    return found
-
-
-def last_logged_loss(metrics: Path) -> float:
-    """The last training loss in a run's metrics.jsonl (NaN when there is none)."""
-    try:
-        rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-    except (OSError, ValueError):
-        return float("nan")
-    return next((r["loss"] for r in reversed(rows) if "loss" in r and r.get("kind") != "knn"), float("nan"))
 
 
 class Trainer:
@@ -118,8 +89,12 @@ class Trainer:
             students[img_size] = create_student(cfg.student, img_size=img_size)
             return students[img_size].num_features
 
+        asked = cfg.img_size
         self.cfg = cfg = resolve_config(cfg, teacher_dim=teacher_dim, teacher_input_size=t_pre.input_size,
-                                        student_features=features)
+                                        student_features=features, data_size=native_size(self.folder))
+        if asked is None and cfg.img_size != t_pre.input_size and self.rank == 0:
+            print(f"student input {cfg.img_size} px (the teacher's {t_pre.input_size} px capped at 224 and at the "
+                  "images' own size; --img-size sets it), both from the same images", file=sys.stderr, flush=True)
         self.t_pre = t_pre
         self.student_pre = Preprocess(input_size=cfg.img_size, mean=t_pre.mean, std=t_pre.std,
                                       crop_pct=1.0 if cfg.img_size <= 64 else 0.875)
@@ -238,7 +213,8 @@ class Trainer:
         atomic_torch_save(self._state(), self.out / TRAIN_STATE_FILE)
         head = head_entry(self.model.head, self.cfg.head, self.cfg.hidden_dim, self.cfg.embed_dim)
         save_student(self.out / STUDENT_FILE, self.model.student, self.student_pre, self.cfg.to_dict(),
-                     {"teacher": self.cfg.teacher, "method": self.cfg.method, "step": self.step, "head": head})
+                     {"teacher": self.cfg.teacher, "method": self.cfg.method, "step": self.step, "head": head,
+                      "teacher_licence": getattr(self.teacher, "licence", None)})
 
     # -- data -----------------------------------------------------------------------------------------------
     def batch_stream(self) -> BatchStream:

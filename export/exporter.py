@@ -21,9 +21,10 @@ import torch
 from distill.core.atomic import atomic_write_json, atomic_write_text
 from distill.core.errors import EdgeDistillError
 from distill.core.timing import measure
+from distill.hub import warn_licence
 from export.backends import load_backend, runtime_for
-from export.errors import ExportError
 from export.batch import BatchSpec, run_batched
+from export.errors import ExportError
 from export.fallback import FallbackResult, fill_gaps
 from export.fallback import search as fallback_search
 from export.formats import FORMATS, PRECISIONS, get_format
@@ -135,6 +136,8 @@ class Exporter:
         run_cfg = self.source.meta.get("config") or {}
         self.calib_dir = cfg.calib or run_cfg.get("data")
         self.parity_dir = cfg.parity_data or cfg.calib or run_cfg.get("val") or run_cfg.get("data")
+        self.licence = self.source.meta.get("teacher_licence")  # the teacher's weights' licence: the student's too
+        warn_licence(str(self.source.meta.get("teacher") or self.source.name), self.licence)
 
     # -- inputs -----------------------------------------------------------------------------------------------
     def _parity_inputs(self) -> tuple[np.ndarray, str, np.ndarray | None]:
@@ -316,7 +319,8 @@ class Exporter:
             "batch": self.batch.to_dict(),
             "input_name": "input", "output_name": "embedding",
             "source": {"student": self.source.name, "checkpoint": str(self.source.path) if self.source.path else None,
-                       "sha256": self.source.sha256, "img_size": self.pre.input_size},
+                       "sha256": self.source.sha256, "img_size": self.pre.input_size,
+                       "teacher": self.source.meta.get("teacher"), "teacher_licence": self.licence},
             "options": options, "parity": None, "versions": versions(), "created": now(),
         }
 
@@ -359,7 +363,7 @@ class Exporter:
         report = {
             "artifacts": [r.public() for r in results],
             "out": str(self.out), "source": {"model": cfg.model, "student": self.source.name,
-                                             "sha256": self.source.sha256},
+                                             "sha256": self.source.sha256, "teacher_licence": self.licence},
             "parity_images": {"kind": self._parity_kind, "count": int(len(self._parity_x)),
                               "folder": self.parity_dir if self._parity_kind == "real" else None},
             "simplified": bool(simplified), "config": asdict(cfg), "versions": versions(), "created": now(),

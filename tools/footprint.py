@@ -6,8 +6,8 @@ For each environment, the same three commands on the same export folder and inde
   decode and embed the image, search), and the peak RSS of the process;
 * ``retrieve serve``: process start to the first answer of ``GET /api/random`` (an image embedded and searched),
   and the server's peak RSS (``VmHWM``) after that answer;
-* ``bench EXPORT_DIR``: the whole benchmark of the ONNX fp32 artifact at batch 1 with its on-target parity gate,
-  wall time and the peak RSS of its largest process (driver or worker).
+* ``bench ARTIFACT``: the whole benchmark of the ONNX fp32 artifact at batch 1 (with its on-target parity gate
+  where the code has one), wall time and the peak RSS of its largest process (driver or worker).
 
 Environments: ``--env NAME=VENV[@SRC]`` (``SRC``: a source tree to run instead of this one, e.g. a worktree of
 the commit before the split, whose deploy side imported torch). Sizes: ``--size NAME=VENV``; ``--fresh`` also builds
@@ -91,7 +91,9 @@ def serve_cold_start(cmd: list[str], index: Path, cwd: Path) -> tuple[float, flo
 
 
 def measure_env(name: str, venv: Path, src: Path | None, export: Path, images: Path, work: Path) -> dict:
-    cmd, cwd = _command(venv, src), src or ROOT
+    # from a folder of its own (or the old tree's root): a relative student.pt path in the artifact's metadata then
+    # does not resolve, as on a device, and every environment benches the artifact alone
+    cmd, cwd = _command(venv, src), src or work
     artifact = next(export.glob("*-onnx-fp32.onnx"))
     index = work / f"index-{name}"
     built = subprocess.run([*cmd, "retrieve", "index", "--model", str(artifact), "--images", str(images), "--out",

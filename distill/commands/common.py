@@ -17,6 +17,10 @@ def add_teacher_arguments(parser: argparse.ArgumentParser, prefix: str = "teache
     g.add_argument(f"--{prefix}-input-size", type=positive_int, metavar="N", help="override the input size")
     g.add_argument(f"--{prefix}-mean", type=floats3, metavar="R,G,B", help="override the normalisation mean")
     g.add_argument(f"--{prefix}-std", type=floats3, metavar="R,G,B", help="override the normalisation std")
+    g.add_argument(f"--{prefix}-embedding", default="auto", choices=["auto", "cls", "mean", "cls+mean", "head"],
+                   help="a hub teacher's embedding: auto (cls for a ViT, head otherwise), cls (the class token: "
+                        "DINO/DINOv2's kNN), mean of patch tokens, cls+mean (DINOv2's linear evaluation), head "
+                        "(timm's pooled output)")
 
 
 def teacher_options(args: argparse.Namespace, prefix: str = "teacher"):
@@ -25,7 +29,7 @@ def teacher_options(args: argparse.Namespace, prefix: str = "teacher"):
 
     get = lambda name: getattr(args, f"{prefix}_{name}")  # noqa: E731
     return TeacherOptions(weights=get("weights"), arch=get("arch"), drop_head=default_drop_heads(get("drop_head")),
-                          input_size=get("input_size"), mean=get("mean"), std=get("std"))
+                          input_size=get("input_size"), mean=get("mean"), std=get("std"), embedding=get("embedding"))
 
 
 def add_threads_flag(p: argparse.ArgumentParser) -> None:

@@ -166,6 +166,19 @@ def balanced_subset(labels: np.ndarray | None, n: int, limit: int) -> np.ndarray
     return np.sort(np.asarray(chosen, dtype=np.int64))
 
 
+def native_size(folder: ImageFolder, samples: int = 16) -> int | None:
+    """The median shorter side of up to ``samples`` images spread over the folder (read from their headers only),
+    or None when none can be read: the data's own resolution."""
+    sizes = []
+    for i in np.unique(np.linspace(0, len(folder) - 1, num=min(samples, len(folder))).round().astype(int)):
+        try:
+            with Image.open(folder.absolute(int(i))) as im:
+                sizes.append(min(im.size))
+        except UNREADABLE:
+            continue
+    return int(np.median(sizes)) if sizes else None
+
+
 def load_rgb(path: str | os.PathLike) -> Image.Image:
     """Decode an image as RGB: EXIF orientation applied, grayscale expanded, alpha composited on white.
 
