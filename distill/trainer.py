@@ -206,6 +206,14 @@ class Trainer:
         self.generator.set_state(state["generator"].cpu())
         torch.set_rng_state(state["torch_rng"].cpu())
 
+    def _student_step(self) -> int | None:
+        """The step of the run's student.pt (None when it is missing or unreadable): checkpoint.pt is the run's
+        switch, and student.pt is rebuilt from it when it lags behind."""
+        try:
+            return int(torch.load(self.out / STUDENT_FILE, map_location="cpu", weights_only=True)["step"])
+        except Exception:  # missing, truncated, or from another version
+            return None
+
     def save(self) -> None:
         self.check_loss()  # never overwrite the last good checkpoint with weights a non-finite loss reached
         if self.rank != 0:
@@ -379,7 +387,7 @@ class Trainer:
                         self.epoch, self.batch_in_epoch = self.epoch + 1, 0
                     self.save()
             self.check_loss()
-            if main and not (self.out / STUDENT_FILE).is_file():  # a finished run whose last save was cut short
+            if main and self._student_step() != self.step:  # the last save was cut short after checkpoint.pt
                 self.save()
         finally:
             bar.close()

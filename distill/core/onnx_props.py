@@ -37,33 +37,29 @@ def _varint(f: BinaryIO) -> int | None:
             raise OnnxFormatError("varint too long")
 
 
+def _varint_at(data: bytes, pos: int) -> tuple[int, int]:
+    """(value, position after it) of the varint at ``pos`` of an in-memory message."""
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise OnnxFormatError("truncated varint")
+        b = data[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, pos
+
+
 def _fields(data: bytes):
-    """(field number, value) of the length-delimited and varint fields of a small embedded message."""
+    """(field number, value) of the length-delimited fields of a small embedded message (a string entry)."""
     pos = 0
     while pos < len(data):
-        key, shift = 0, 0
-        while True:
-            if pos >= len(data):
-                raise OnnxFormatError("truncated key")
-            b = data[pos]
-            pos += 1
-            key |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
+        key, pos = _varint_at(data, pos)
         number, wire = key >> 3, key & 7
         if wire != 2:
             raise OnnxFormatError(f"unexpected wire type {wire} in a string entry")
-        length, shift = 0, 0
-        while True:
-            if pos >= len(data):
-                raise OnnxFormatError("truncated length")
-            b = data[pos]
-            pos += 1
-            length |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
+        length, pos = _varint_at(data, pos)
         if pos + length > len(data):
             raise OnnxFormatError("string entry runs past its message")
         yield number, data[pos:pos + length]

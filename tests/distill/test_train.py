@@ -72,7 +72,7 @@ def test_an_existing_run_is_never_overwritten(cifar_small, resnet56_onnx, tmp_pa
     before = (tmp_path / "r" / "student.pt").read_bytes()
     with pytest.raises(CheckpointError, match="--resume"):
         Trainer(_cfg(cifar_small, resnet56_onnx, tmp_path / "r", max_steps=1))
-    with pytest.raises(CheckpointError, match="student=.*mobilenetv3"):
+    with pytest.raises(CheckpointError, match="--student mobilenetv3_large_100 -> efficientnet_b0"):
         Trainer(_cfg(cifar_small, resnet56_onnx, tmp_path / "r", student="efficientnet_b0"), resume=True)
     assert (tmp_path / "r" / "student.pt").read_bytes() == before
 

@@ -69,14 +69,22 @@ def test_an_add_that_completes_switches_every_file(ws: Path):
     assert manifest["num_images"] == len(paths) == 27 and "green/new0.png" in paths
 
 
-def test_a_finished_run_missing_its_student_is_completed_by_resume(ws: Path):
-    """A full disk between checkpoint.pt and student.pt: the next --resume writes the student and a finite loss."""
-    (ws / "run" / "student.pt").unlink()
+@pytest.mark.parametrize("damage", ["missing", "stale"])
+def test_a_finished_run_missing_its_student_is_completed_by_resume(ws: Path, damage: str):
+    """A full disk between checkpoint.pt and student.pt (none written, or the previous step's left): the next
+    --resume writes the student of the checkpoint's step and a finite loss."""
+    import torch
+
+    if damage == "missing":
+        (ws / "run" / "student.pt").unlink()
+    else:
+        student = torch.load(ws / "run" / "student.pt", weights_only=True)
+        torch.save({**student, "step": 1}, ws / "run" / "student.pt")
     steps = TRAIN.index("--max-steps") + 1
     args = [*TRAIN[:steps], "2", *TRAIN[steps + 1:]]  # the workspace run's own --max-steps 2: nothing left to train
     proc = run([*args, "--data", "{ws}/images", "--teacher", TEACHER, "--out", "{ws}/run", "--resume", "--json"], ws)
     assert proc.returncode == 0, proc.stderr
-    assert (ws / "run" / "student.pt").is_file()
+    assert torch.load(ws / "run" / "student.pt", weights_only=True)["step"] == 2
     summary = json.loads((ws / "run" / "summary.json").read_text())
     assert summary["steps"] == 2 and summary["final_loss"] == summary["final_loss"]  # not NaN
 
