@@ -91,7 +91,8 @@ def _label(path: Path) -> dict[str, str]:
     except Exception:  # an unreadable artifact: its worker reports why, the others go on
         meta = {"precision": "?"}
     precision = (meta or {}).get("precision", "fp32")
-    return {"backend": runtime, "precision": precision, "artifact": str(path), "name": f"{runtime} {precision}"}
+    return {"backend": runtime, "precision": precision, "artifact": str(path), "name": f"{runtime} {precision}",
+            "exported": meta is None or "parity" in meta}  # written by edgedistill export (sidecar-only: not)
 
 
 def _reference_checkpoint(paths: list[Path]) -> Path | None:
@@ -216,11 +217,12 @@ def _embeddings(cfg: BenchConfig, labels: list[dict], work: Path, threads: int) 
 def _gates(cfg: BenchConfig, labels: list[dict], work: Path, threads: int, reference: Path | None) -> dict[str, dict]:
     """Per artifact, the parity gate run again here against the reference bundle its export wrote beside it
     (export.reference): what says that the artifact still agrees with PyTorch on this machine's runtime and CPU.
-    An artifact without a bundle is refused when there is no PyTorch student to compare with either."""
+    An exported artifact without a bundle is refused when there is no PyTorch student to compare with either; a model
+    from elsewhere (a sidecar JSON, no export metadata) has no gate to redo."""
     found = {}
     for lab in labels:
-        if lab["backend"] == "torch":
-            continue
+        if lab["backend"] == "torch" or not lab["exported"]:
+            continue  # a model from elsewhere (a sidecar, no export metadata) never passed a gate: nothing to redo
         if not (Path(lab["artifact"]).parent / MANIFEST).is_file() and reference is not None:
             continue  # an export from before the bundle: compared with the PyTorch row instead
         res = _run_worker({"task": "parity", "artifact": lab["artifact"], "device": cfg.device, "threads": threads},

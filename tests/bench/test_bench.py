@@ -180,3 +180,15 @@ def test_contention_is_judged_by_what_else_runs_now_not_by_the_trailing_load():
     assert contended({"before": [0.1] * 3, "after": [0.2] * 3, "others_before": 1.0, "others_after": None}, 2)
     seen = runnable_others(samples=3, interval_s=0.0)
     assert seen is None or seen >= 0
+
+
+def test_a_model_from_elsewhere_is_benchmarked_without_a_gate(tmp_path):
+    """An ONNX file with a sidecar JSON (not an edgedistill export) never passed a gate: it is timed, with no
+    verdict and no refusal; only exports need their reference bundle."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
+    torch.onnx.export(net, torch.zeros(1, 3, 16, 16), str(tmp_path / "m.onnx"), input_names=["input"],
+                      output_names=["embedding"], dynamic_axes={"input": {0: "batch"}}, dynamo=False)
+    (tmp_path / "m.json").write_text(json.dumps({"input_size": 16}))
+    report = run_bench(BenchConfig(targets=[str(tmp_path / "m.onnx")], batch_sizes=(1,), warmup_s=0.05,
+                                   min_time_s=0.1, min_runs=3, rounds=1, out=str(tmp_path / "r")))
+    assert [(r["status"], r.get("gate")) for r in report["rows"]] == [("ok", None)]
