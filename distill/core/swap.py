@@ -65,19 +65,12 @@ def switch_into_place(new: Path, out: Path) -> None:
 
 
 @contextmanager
-def staged_folder(out: Path, keep: tuple[str, ...] = ()) -> Iterator[Path]:
+def staged_folder(out: Path) -> Iterator[Path]:
     """A fresh sibling folder to write the new generation of ``out`` into; switched into place when the block ends
-    normally, removed (``out`` untouched) when it raises, whatever the reason. ``keep``: names of files of the old
-    folder to carry over unchanged (hard-linked, else copied) before the block writes."""
+    normally, removed (``out`` untouched) when it raises, whatever the reason."""
     out.parent.mkdir(parents=True, exist_ok=True)
     new = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".new", dir=out.parent))
     try:
-        for name in keep:
-            if (out / name).is_file():
-                try:
-                    os.link(out / name, new / name)
-                except OSError:
-                    shutil.copy2(out / name, new / name)
         yield new
         os.chmod(new, 0o777 & ~current_umask())
         switch_into_place(new, out)
