@@ -18,6 +18,7 @@ vectors used as queries, against a flat index over the same vectors (no N x Q ma
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -118,8 +119,6 @@ def approximate_neighbours(index, queries: np.ndarray, k: int, rerank: int = 0,
     """(Q, k) ids from ``index``, its top ``rerank`` re-ranked exactly against ``vectors`` when set."""
     if not rerank:
         return index.search(queries, k)[1]
-    from retrieval_demo.store import rerank_exact
-
     return rerank_exact(vectors, queries, index.search(queries, min(max(k, rerank), index.ntotal))[1], k)[1]
 
 
@@ -166,3 +165,27 @@ def tune_recall(index, vectors: np.ndarray, params, target: float, k: int = 10) 
             params.ef_search *= 2
         else:
             return recall, trials
+
+
+def default_budget() -> int:
+    """Half the memory available now (Linux), else 4 GB: the --max-memory of --index auto when none is given."""
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2)
+    except (ValueError, OSError, AttributeError):
+        return 4 * 10**9
+
+
+def rerank_exact(vectors: np.ndarray, queries: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The exact top-k among each query's candidates ``ids`` (Q, N; -1 = none) by inner product with
+    ``vectors`` (a memory map is fine: only the candidate rows are read)."""
+    scores = np.full((len(queries), k), -np.inf, np.float32)
+    out = np.full((len(queries), k), -1, np.int64)
+    for i, (q, row) in enumerate(zip(queries, ids)):
+        cand = row[row >= 0]
+        if not len(cand):
+            continue
+        order = np.sort(cand)  # ascending ids: sequential reads of the map
+        exact = np.asarray(vectors[order], np.float32) @ q
+        top = np.argsort(-exact, kind="stable")[:k]
+        scores[i, :len(top)], out[i, :len(top)] = exact[top], order[top]
+    return scores, out

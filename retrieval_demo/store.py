@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -34,7 +33,7 @@ from distill.core.embeddings import embed_folder, l2_normalize
 from distill.core.errors import ConfigError, DataError, ModelError
 from distill.core.images import scan_folder
 from distill.core.swap import staged_folder
-from retrieval_demo.auto import choose_index, recall_at_k, tune_recall
+from retrieval_demo.auto import choose_index, default_budget, recall_at_k, rerank_exact, tune_recall
 
 MANIFEST = "manifest.json"
 INDEX_KINDS = ("flat", "ivf", "hnsw", "ivfpq")
@@ -231,22 +230,6 @@ class ImageIndex:
         return self._mapped
 
 
-def rerank_exact(vectors: np.ndarray, queries: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The exact top-k among each query's candidates ``ids`` (Q, N; -1 = none) by inner product with
-    ``vectors`` (a memory map is fine: only the candidate rows are read)."""
-    scores = np.full((len(queries), k), -np.inf, np.float32)
-    out = np.full((len(queries), k), -1, np.int64)
-    for i, (q, row) in enumerate(zip(queries, ids)):
-        cand = row[row >= 0]
-        if not len(cand):
-            continue
-        order = np.sort(cand)  # ascending ids: sequential reads of the map
-        exact = np.asarray(vectors[order], np.float32) @ q
-        top = np.argsort(-exact, kind="stable")[:k]
-        scores[i, :len(top)], out[i, :len(top)] = exact[top], order[top]
-    return scores, out
-
-
 def _write(folder: Path, index, vectors: np.ndarray, paths: list[str], manifest: dict,
            files: list[list[int]] | None = None) -> None:
     """The index's files, written into a sibling folder and switched into place whole (distill.core.swap): an
@@ -295,14 +278,6 @@ def build_measured(vectors: np.ndarray, params: IndexParams) -> tuple[Any, float
         else:
             recall = recall_at_k(index, vectors, rerank=params.rerank)
     return index, recall, auto
-
-
-def default_budget() -> int:
-    """Half the memory available now (Linux), else 4 GB: the --max-memory of --index auto when none is given."""
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2)
-    except (ValueError, OSError, AttributeError):
-        return 4 * 10**9
 
 
 def file_stamp(path: Path) -> list[int]:
