@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from distill.core.errors import ModelError
+from distill.core.errors import ModelError, first_line
 from distill.core.preprocess import Preprocess
 
 # alias -> timm name with its pretrained tag: the one list of short names (README, "Teachers")
@@ -130,7 +130,7 @@ def create_hub_teacher(name: str, *, input_size: int | None, weights: Path | Non
     try:
         model = build(True)
     except Exception as exc:  # timm's and the hub's own exceptions, and a weight file of another layout
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = first_line(exc)
         if weights is not None and load_weights is not None:
             try:
                 model = build(False)

@@ -30,7 +30,8 @@ import torch
 from torch import nn
 
 from distill.checkpoint_keys import HEAD_PREFIXES, extract_state_dict, match_state_dict, remove_heads
-from distill.core.errors import ModelError
+from distill.core.errors import ModelError, first_line
+from distill.core.pieces import run_in_pieces
 from distill.core.preprocess import Preprocess, PreprocessOverrides, onnx_metadata, read_sidecar, sidecar_path
 from distill.core.threads import ort_session_options
 from distill.hub import create_hub_teacher, hub_name
@@ -76,7 +77,7 @@ class Teacher:
         except ModelError:
             raise
         except Exception as exc:  # the model's own failure on this input (a fixed size, a wrong layout)
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            text = first_line(exc)
             raise ModelError(f"teacher '{self.name}' fails on a {s} px input ({text[:200]}); check "
                              "--teacher-input-size or its sidecar JSON") from None
         if out.ndim != 2:
@@ -153,22 +154,14 @@ class OnnxTeacher(Teacher):
             x = x.detach().to("cpu", torch.float32).numpy()
         arr = np.ascontiguousarray(x, dtype=np.float32)
         n = self.static_batch
-        if n and len(arr) != n:
-            parts = []
-            for i in range(0, len(arr), n):
-                part = arr[i:i + n]
-                pad = np.concatenate([part, np.repeat(part[-1:], n - len(part), axis=0)]) if len(part) < n else part
-                parts.append(self._run(pad)[:len(part)])
-            out = np.concatenate(parts)
-        else:
-            out = self._run(arr)
+        out = run_in_pieces(self._run, arr, n, static=True) if n and len(arr) != n else self._run(arr)
         return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32)).to(self.device)
 
     def _run(self, arr: np.ndarray) -> np.ndarray:
         try:
             return self.session.run(None, {self.input_name: arr})[0]
         except Exception as exc:  # onnxruntime's own exception types
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            text = first_line(exc)
             raise ModelError(f"onnxruntime cannot run teacher '{self.name}' on a {tuple(arr.shape)} input: "
                              f"{text[:200]}; check --teacher-input-size or its sidecar JSON") from None
 

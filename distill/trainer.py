@@ -37,7 +37,7 @@ from distill.checkpoint import STUDENT_FILE, TRAIN_STATE_FILE, head_entry, save_
 from distill.config import TrainConfig, resolve_config
 from distill.core.atomic import atomic_torch_save, atomic_write_json
 from distill.core.device import resolve_device
-from distill.core.errors import CheckpointError, ConfigError, TrainingError
+from distill.core.errors import CheckpointError, ConfigError, TrainingError, first_line
 from distill.core.images import native_size, scan_folder
 from distill.core.preprocess import Preprocess
 from distill.core.progress import progress
@@ -198,7 +198,7 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         except (KeyError, RuntimeError, ValueError) as exc:  # torch's state-dict mismatch: a C++-sized message
             raise CheckpointError(f"--resume: '{path}' does not fit this run's model or loss "
-                                  f"({type(exc).__name__}: {str(exc).strip().splitlines()[0][:160]}); resume with "
+                                  f"({type(exc).__name__}: {first_line(exc)[:160]}); resume with "
                                   "the settings it was trained with, or train into a new --out") from None
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self.elapsed, self.images_seen = state["elapsed"], state["images_seen"]

@@ -10,6 +10,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from distill.core.pieces import run_in_pieces
+
 
 @dataclass(frozen=True)
 class BatchSpec:
@@ -39,17 +41,6 @@ class BatchSpec:
         return cls(static=int(d["min"]))
 
 
-def chunks(images: np.ndarray, size: int, static: bool):
-    """(batch, n_real) pieces of ``images``; with a static batch the last piece is padded to ``size``."""
-    for i in range(0, len(images), size):
-        part = images[i:i + size]
-        n = len(part)
-        if static and n < size:
-            part = np.concatenate([part, np.repeat(part[-1:], size - n, axis=0)])
-        yield part, n
-
-
 def run_batched(fn: Callable[[np.ndarray], Any], x: np.ndarray, batch: BatchSpec, chunk: int = 32) -> np.ndarray:
     """Run ``fn`` over ``x`` in chunks; a static batch is padded to its size and the padding dropped."""
-    size = batch.static or min(chunk, batch.profile()[2])
-    return np.concatenate([np.asarray(fn(part))[:n] for part, n in chunks(x, size, batch.static is not None)])
+    return run_in_pieces(fn, x, batch.static or min(chunk, batch.profile()[2]), batch.static is not None)

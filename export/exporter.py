@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from distill.core.atomic import atomic_write_json, atomic_write_text
-from distill.core.errors import EdgeDistillError
+from distill.core.errors import EdgeDistillError, first_line
 from distill.core.timing import measure
 from distill.hub import warn_licence
 from export.backends import load_backend, runtime_for
@@ -103,11 +103,6 @@ class ArtifactResult:
                 "trtexec": self.trtexec, "sha256": self.sha256,
                 "latency_ms": round(self.latency_ms, 4) if self.latency_ms is not None else None,
                 "vs_fp32": round(self.vs_fp32, 3) if self.vs_fp32 is not None else None}
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def loo_knn_metric(labels: np.ndarray, k: int = 20, t: float = 0.07):
@@ -270,10 +265,10 @@ class Exporter:
             write_metadata(path, meta)  # the backend reads the preprocessing from it
             parity, backend = self._check(fmt, precision, path)
         except EdgeDistillError as exc:
-            return ArtifactResult(fmt, precision, None, "export_failed", error=_first_line(exc),
+            return ArtifactResult(fmt, precision, None, "export_failed", error=first_line(exc),
                                   seconds=time.perf_counter() - t0)
         except Exception as exc:  # a converter's own failure: reported for this artifact, the others go on
-            return ArtifactResult(fmt, precision, None, "export_failed", error=f"{type(exc).__name__}: {_first_line(exc)}",
+            return ArtifactResult(fmt, precision, None, "export_failed", error=f"{type(exc).__name__}: {first_line(exc)}",
                                   seconds=time.perf_counter() - t0)
         status = "ok" if parity.passed else "parity_failed"
         latency = self._latency(backend) if status == "ok" else None

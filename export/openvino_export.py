@@ -154,7 +154,7 @@ class FakeQuantizeGraph:
 
     def rank(self, images: np.ndarray, batch: int = 32, static: bool = False) -> list[tuple[str, float]]:
         """(quantizer, score in dB) worst first, each measured in isolation with every activation in float."""
-        from export.batch import chunks
+        from distill.core.pieces import chunks
         from export.fallback import rank_by_sqnr
 
         probe = self.with_float(self.quantizers)

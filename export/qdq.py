@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from export.batch import chunks
+from distill.core.pieces import chunks
 from export.fallback import rank_by_sqnr
 from export.onnx_export import cpu_session
 

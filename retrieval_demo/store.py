@@ -30,7 +30,7 @@ import numpy as np
 from distill.core.atomic import atomic_write_bytes, atomic_write_json
 from distill.core.deps import require
 from distill.core.embeddings import embed_folder, l2_normalize
-from distill.core.errors import ConfigError, DataError, ModelError
+from distill.core.errors import ConfigError, DataError, ModelError, first_line
 from distill.core.images import scan_folder
 from distill.core.swap import staged_folder
 from retrieval_demo.auto import choose_index, default_budget, recall_at_k, rerank_exact, tune_recall
@@ -162,7 +162,7 @@ class ImageIndex:
                 self.index = faiss.deserialize_index(np.fromfile(self.folder / "index.faiss", dtype=np.uint8))
         except (OSError, RuntimeError, ValueError) as exc:  # faiss raises RuntimeError with its C++ stack
             raise DataError(f"index '{self.folder}' has a damaged or missing index.faiss "
-                            f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}); "
+                            f"({first_line(exc)}); "
                             f"{rebuild}") from None
         if self.index.ntotal != len(self.paths):
             raise DataError(f"index '{self.folder}' holds {self.index.ntotal} vectors for {len(self.paths)} paths; "

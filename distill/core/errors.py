@@ -8,6 +8,13 @@ keeps its traceback.
 from __future__ import annotations
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of a (third-party) exception's message, or its type's name when it has none: what goes into
+    a one-line error, never a C++ stack."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 class EdgeDistillError(Exception):
     """Base class of every user-facing error."""
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from distill.core.errors import ModelError
+from distill.core.errors import ModelError, first_line
+from distill.core.pieces import run_in_pieces
 from distill.core.threads import ort_session_options
 from export.backends.base import Backend
 from export.errors import ExportError
@@ -44,16 +45,14 @@ class OnnxRuntimeBackend(Backend):
     def __call__(self, x) -> np.ndarray:
         x = self.as_numpy(x)
         if self.static_batch and len(x) != self.static_batch:
-            from export.batch import BatchSpec, run_batched
-
-            return run_batched(self._run, x, BatchSpec(static=self.static_batch))
+            return run_in_pieces(self._run, x, self.static_batch, static=True)
         return self._run(x)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         try:
             out = self.session.run(None, {self.input_name: x})[0]
         except Exception as exc:  # onnxruntime's own exception types (InvalidArgument, Fail, ...)
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            text = first_line(exc)
             raise ModelError(f"onnxruntime cannot run '{self.path.name}' on a {tuple(x.shape)} input (the model "
                              f"expects {self.input_shape}): {text[:200]}; check the input size in its metadata or "
                              "sidecar JSON") from None
