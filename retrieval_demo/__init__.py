@@ -10,6 +10,8 @@ from distill.core.lazy import lazy_exports
 __getattr__, __all__ = lazy_exports(__name__, {
     "retrieval_demo.metrics": ("evaluate_index", "retrieval_metrics"),
     "retrieval_demo.search": ("Searcher",),
-    "retrieval_demo.store": ("INDEX_KINDS", "ImageIndex", "IndexParams", "build_index"),
+    "retrieval_demo.kinds": ("INDEX_KINDS", "IndexKind"),
+    "retrieval_demo.params": ("IndexParams",),
+    "retrieval_demo.store": ("ImageIndex", "build_index"),
     "retrieval_demo.server": ("create_app",),
 })

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from distill.core.errors import ConfigError
+from retrieval_demo.kinds import HNSW_M, KNOBS, index_kind, set_search_params
 
 FLAT_MAX_VECTORS = 100_000
-HNSW_M = 32
 RERANK = 300  # IVF-PQ candidates re-ranked exactly (docs/RETRIEVAL.md, "A million vectors": 100 gave 0.87)
 PQ_MIN_TRAIN = 39 * 256  # faiss wants about 39 training points per centroid, 256 centroids per 8-bit code
 _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9,
@@ -49,22 +49,9 @@ def parse_bytes(text: str) -> int:
     return int(value)
 
 
-def _nlist(n: int) -> int:
-    return max(1, min(int(4 * np.sqrt(n)), n // 39))
-
-
 def estimate_bytes(kind: str, n: int, dim: int, pq_m: int | None = None) -> int:
-    """Serialised size of a faiss index of ``n`` vectors of ``dim`` float32 (an estimate within ~10 %)."""
-    if kind == "flat":
-        return n * dim * 4
-    if kind == "hnsw":  # vectors + level-0 links (2M int32) + upper levels (~1/M of nodes) and levels table
-        return int(n * (dim * 4 + 2 * HNSW_M * 4 * 1.05 + 12))
-    coarse = _nlist(n) * dim * 4
-    if kind == "ivf":
-        return n * (dim * 4 + 8) + coarse
-    if kind == "ivfpq":
-        return n * ((pq_m or 1) + 8) + coarse + 256 * dim * 4
-    raise ConfigError(f"unknown index '{kind}'")
+    """Serialised size of an index of kind ``kind`` holding ``n`` vectors of ``dim`` float32 (its row's estimate)."""
+    return index_kind(kind).estimate(n, dim, pq_m)
 
 
 @dataclass
@@ -142,29 +129,27 @@ def recall_at_k(index, vectors: np.ndarray, k: int = 10, num_queries: int = 1000
     return mean_recall(truth, approximate_neighbours(index, q, truth.shape[1], rerank, vectors))
 
 
-def tune_recall(index, vectors: np.ndarray, params, target: float, k: int = 10) -> tuple[float, list[dict]]:
-    """Double nprobe (IVF) or efSearch (HNSW) until recall@k reaches ``target``, the effort is exhausted, or a
-    doubling gains less than 0.002; ``params`` (IndexParams) is updated in place. Returns the recall and the trials."""
-    from retrieval_demo.store import ivf_of, set_search_params
-
+def tune_recall(index, vectors: np.ndarray, params, target: float, k: int = 10) -> tuple[float, list[dict], object]:
+    """Double the kind's search-effort knob (nprobe for IVF, efSearch for HNSW) until recall@k reaches ``target``,
+    the knob's limit is reached, or a doubling gains less than 0.002. Returns the recall, the trials and the
+    parameters with the effort found (a copy; ``params`` is left as given)."""
     q = sample_queries(vectors)
     truth = exact_neighbours(vectors, q, k)  # once: only the search effort changes between trials
+    kind = index_kind(params.kind)
     trials = []
     while True:
         set_search_params(index, params)
         recall = mean_recall(truth, approximate_neighbours(index, q, truth.shape[1], params.rerank, vectors))
         trials.append({"nprobe": params.nprobe, "ef_search": params.ef_search, "recall@10": round(recall, 4)})
-        if recall >= target or params.kind == "flat":
-            return recall, trials
+        if recall >= target or kind.knob is None:
+            return recall, trials, params
         if len(trials) > 1 and recall - trials[-2]["recall@10"] < 0.002:
-            return recall, trials  # more effort no longer helps: the codes (PQ) limit the recall
-        ivf = ivf_of(index)
-        if ivf is not None and params.nprobe < ivf.nlist:
-            params.nprobe = min(params.nprobe * 2, ivf.nlist)
-        elif params.kind == "hnsw" and params.ef_search < 1024:
-            params.ef_search *= 2
-        else:
-            return recall, trials
+            return recall, trials, params  # more effort no longer helps: the codes (PQ) limit the recall
+        knob = KNOBS[kind.knob]
+        value, limit = getattr(params, knob.name), knob.limit(index)
+        if value >= limit:
+            return recall, trials, params
+        params = replace(params, **{knob.name: min(value * 2, limit)})
 
 
 def default_budget() -> int:

@@ -13,6 +13,7 @@ import argparse
 
 from distill.core.cli import add_json_flag, fraction, nonnegative_int, positive_int, positive_ints
 from distill.core.errors import ConfigError
+from retrieval_demo.kinds import kinds_help
 
 HELP = "index an image folder with an exported model; search it from the command line or a web page"
 DEVICE_HELP = ("cpu, or cuda[:N]: search a copy of the index on that GPU (flat and IVF indexes; needs the gpu extra, "
@@ -26,9 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     idx.add_argument("--model", required=True, metavar="ARTIFACT", help=".onnx, .xml, .engine or student.pt")
     idx.add_argument("--images", required=True, metavar="DIR")
     idx.add_argument("--out", required=True, metavar="INDEX_DIR")
-    idx.add_argument("--index", default="flat",
-                     help="flat (exact), ivf, hnsw, ivfpq (IVF with product-quantised codes: pq-m bytes a vector), or "
-                          "auto (chosen from the number of vectors and --max-memory, tuned to --target-recall)")
+    idx.add_argument("--index", default="flat", metavar="KIND",
+                     help=f"{kinds_help()}, or auto (chosen from the number of vectors and --max-memory, tuned to "
+                          "--target-recall)")
     idx.add_argument("--max-memory", metavar="SIZE", help="auto: the index's memory budget, e.g. 512MB or 2GiB "
                      "(default: half the available memory)")
     idx.add_argument("--target-recall", type=fraction, default=0.9, metavar="R",
@@ -83,7 +84,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> dict:
     if args.action == "index":
         from retrieval_demo.auto import parse_bytes
-        from retrieval_demo.store import IndexParams, build_index
+        from retrieval_demo.params import IndexParams
+        from retrieval_demo.store import build_index
 
         if args.index != "auto" and args.max_memory:
             raise ConfigError("--max-memory goes with --index auto")

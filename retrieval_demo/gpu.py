@@ -16,8 +16,8 @@ from typing import Any
 
 from distill.core.deps import require
 from distill.core.errors import ConfigError
+from retrieval_demo.kinds import INDEX_KINDS, IndexKind
 
-GPU_KINDS = ("flat", "ivf", "ivfpq")
 
 
 def parse_device(device: str) -> int | None:
@@ -35,10 +35,11 @@ def parse_device(device: str) -> int | None:
 class GpuIndex:
     """A CPU faiss index cloned to GPU ``gpu_id``; keeps the GPU resources alive as long as the clone."""
 
-    def __init__(self, index: Any, kind: str, gpu_id: int) -> None:
-        if kind not in GPU_KINDS:
-            raise ConfigError(f"faiss has no GPU version of a {kind} index; search it with --device cpu, or rebuild "
-                              f"it as one of {', '.join(GPU_KINDS)} (retrieve index --index ...)")
+    def __init__(self, index: Any, kind: IndexKind, gpu_id: int) -> None:
+        if not kind.gpu:
+            gpu_kinds = ", ".join(k.name for k in INDEX_KINDS.values() if k.gpu)
+            raise ConfigError(f"faiss has no GPU version of a {kind.name} index; search it with --device cpu, or "
+                              f"rebuild it as one of {gpu_kinds} (retrieve index --index ...)")
         faiss = require("faiss", "gpu", "GPU search")
         if not hasattr(faiss, "StandardGpuResources"):
             raise ConfigError("this faiss build has no GPU support; install the gpu extra on a CUDA machine "
@@ -51,15 +52,16 @@ class GpuIndex:
             raise ConfigError(f"--device cuda:{gpu_id}: faiss sees {available} GPU(s); pick one below {available} "
                               "or use --device cpu")
         options = faiss.GpuClonerOptions()
-        options.useFloat16 = kind == "ivfpq"  # PQ codes >= 56 bytes need float16 tables on the GPU
+        options.useFloat16 = kind.gpu_float16  # PQ codes >= 56 bytes need float16 tables on the GPU
         self.faiss, self.kind = faiss, kind
         self.resources = faiss.StandardGpuResources()
         self.index = faiss.index_cpu_to_gpu(self.resources, gpu_id, index, options)
 
-    def set_nprobe(self, nprobe: int) -> None:
-        """IVF lists searched (a flat index has none)."""
-        if self.kind != "flat":
-            self.faiss.GpuParameterSpace().set_index_parameter(self.index, "nprobe", nprobe)
+    def set_effort(self, params) -> None:
+        """The kind's search effort on the clone (nprobe for IVF; exact search has none)."""
+        if self.kind.knob is not None:
+            self.faiss.GpuParameterSpace().set_index_parameter(self.index, self.kind.knob,
+                                                               getattr(params, self.kind.knob))
 
     def search(self, queries, k: int):
         return self.index.search(queries, k)

@@ -15,6 +15,7 @@ import numpy as np
 from distill.core.embeddings import embed_folder, l2_normalize, search
 from distill.core.errors import DataError
 from distill.core.images import scan_folder
+from retrieval_demo.kinds import index_kind
 from retrieval_demo.store import ImageIndex
 
 
@@ -97,7 +98,8 @@ def evaluate_index(index: ImageIndex, queries: str, ks: tuple[int, ...] = (1, 5,
     path_class = dict(zip(index.paths, indexed_classes))
     result = retrieval_metrics([[path_class[p] for p in row] for row in paths], query_classes, counts, ks)
     result["recall@10_vs_exact"] = None
-    if index.params.kind != "flat":
+    kind = index_kind(index.params.kind)
+    if not kind.exact:
         # exact neighbours from a flat index: no dense (N, Q) similarity matrix (8 GB at 1 M x 2,000)
         _, top = search(l2_normalize(index.embeddings()), l2_normalize(emb.features), max(ks))
         exact_paths = [[index.paths[i] for i in row] for row in top]
@@ -109,7 +111,7 @@ def evaluate_index(index: ImageIndex, queries: str, ks: tuple[int, ...] = (1, 5,
         result.update(query_latency(backend, index, batch, max(ks), nprobe=nprobe, ef_search=ef_search))
     result.update(num_queries=len(query_classes), num_skipped=emb.skipped, num_indexed=len(index),
                   index=index.params.kind,
-                  nprobe=(nprobe or index.params.nprobe) if index.params.kind in ("ivf", "ivfpq") else None,
-                  ef_search=(ef_search or index.params.ef_search) if index.params.kind == "hnsw" else None,
+                  nprobe=(nprobe or index.params.nprobe) if kind.knob == "nprobe" else None,
+                  ef_search=(ef_search or index.params.ef_search) if kind.knob == "ef_search" else None,
                   map_depth=depth, search_ms_per_query=1e3 * search_s / max(len(query_classes), 1))
     return result

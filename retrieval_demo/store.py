@@ -21,7 +21,7 @@ import dataclasses
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,99 +34,11 @@ from distill.core.errors import ConfigError, DataError, ModelError, first_line
 from distill.core.images import scan_folder
 from distill.core.swap import staged_folder
 from retrieval_demo.auto import choose_index, default_budget, recall_at_k, rerank_exact, tune_recall
+from retrieval_demo.kinds import build_faiss, index_kind, ivf_of, set_search_params
+from retrieval_demo.params import IndexParams
 
 MANIFEST = "manifest.json"
-INDEX_KINDS = ("flat", "ivf", "hnsw", "ivfpq")
 FILES = "files.json"
-
-
-@dataclass
-class IndexParams:
-    kind: str = "flat"  # flat (exact) | ivf (inverted lists, k-means) | hnsw (graph) | ivfpq (IVF + PQ codes)
-    nlist: int | None = None  # IVF lists; default ~4 * sqrt(N), at most N / 39 (faiss wants 39 points per centroid)
-    m: int = 32  # HNSW neighbours per node
-    ef_construction: int = 80  # HNSW build-time beam
-    nprobe: int = 8  # IVF lists searched per query (faiss's own default is 1, which loses recall)
-    ef_search: int = 64  # HNSW search-time beam
-    pq_m: int | None = None  # IVF-PQ: bytes (sub-quantizers) per vector; must divide the dimension (default: D / 20)
-    pq_bits: int = 8  # IVF-PQ: bits per sub-quantizer code (8: 256 centroids each, what faiss's fast scan expects)
-    opq: bool = False  # IVF-PQ: learn an OPQ rotation first (faiss OPQ), better codes for the same bytes
-    rerank: int = 0  # re-rank the top N candidates by exact cosine against embeddings.npy, memory-mapped (0: off)
-    max_memory: int | None = None  # auto: the index's budget in bytes (default: half the available memory)
-    target_recall: float = 0.9  # auto: recall@10 against exact search to reach by raising nprobe / efSearch
-
-    def validate(self) -> None:
-        if self.kind not in (*INDEX_KINDS, "auto"):
-            raise ConfigError(f"unknown index '{self.kind}'; valid indexes: {', '.join(INDEX_KINDS)}, auto")
-        if self.rerank < 0:
-            raise ConfigError(f"--rerank must be 0 (off) or a number of candidates, got {self.rerank}")
-        if not 0 < self.target_recall <= 1:
-            raise ConfigError(f"--target-recall must be in (0, 1], got {self.target_recall}")
-        for name in ("m", "ef_construction", "nprobe", "ef_search"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-
-
-def default_nlist(n: int) -> int:
-    return max(1, min(int(4 * np.sqrt(n)), n // 39))
-
-
-def default_pq_m(dim: int) -> int:
-    """The largest divisor of ``dim`` up to dim / 20 (1280-d -> 64 bytes, 64-d -> 2), at least 1."""
-    return max([m for m in range(1, max(1, dim // 20) + 1) if dim % m == 0] or [1])
-
-
-def build_faiss(vectors: np.ndarray, params: IndexParams):
-    """A faiss index over L2-normalised ``vectors`` (N, D) where inner product is cosine similarity."""
-    faiss = require("faiss", "faiss-cpu")
-    dim = vectors.shape[1]
-    if params.kind in ("ivf", "ivfpq") and params.nlist and params.nlist > len(vectors):
-        raise ConfigError(f"--nlist {params.nlist} is more than the {len(vectors)} images indexed (k-means needs a "
-                          f"vector per list; faiss wants 39): use at most {max(1, len(vectors) // 39)}, or leave "
-                          "--nlist out")
-    if params.kind == "flat":
-        index = faiss.IndexFlatIP(dim)
-    elif params.kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, params.m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = params.ef_construction
-    elif params.kind == "ivf":
-        nlist = params.nlist or default_nlist(len(vectors))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.train(np.ascontiguousarray(vectors))
-    elif params.kind == "ivfpq":
-        m = params.pq_m or default_pq_m(dim)
-        if dim % m:
-            raise ConfigError(f"--pq-m {m} must divide the embedding dimension {dim}")
-        need = 39 * (1 << params.pq_bits)  # faiss wants about 39 training points per centroid
-        if len(vectors) < need:
-            raise ConfigError(f"ivfpq with {params.pq_bits}-bit codes needs at least {need} vectors to train, got "
-                              f"{len(vectors)}; use --index flat or ivf, or fewer --pq-bits")
-        nlist = params.nlist or default_nlist(len(vectors))
-        spec = f"{'OPQ%d,' % m if params.opq else ''}IVF{nlist},PQ{m}x{params.pq_bits}"
-        index = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
-        index.train(np.ascontiguousarray(vectors))
-    else:
-        raise ConfigError(f"unknown index '{params.kind}'; valid indexes: {', '.join(INDEX_KINDS)}")
-    index.add(np.ascontiguousarray(vectors))
-    return index
-
-
-def ivf_of(index):
-    """The IVF index inside ``index`` (behind an OPQ transform), or None."""
-    import faiss
-
-    try:
-        return faiss.extract_index_ivf(index)
-    except RuntimeError:
-        return None
-
-
-def set_search_params(index, params: IndexParams) -> None:
-    ivf = ivf_of(index)
-    if ivf is not None:
-        ivf.nprobe = params.nprobe
-    if hasattr(index, "hnsw"):
-        index.hnsw.efSearch = params.ef_search
 
 
 class ImageIndex:
@@ -167,14 +79,14 @@ class ImageIndex:
         if self.index.ntotal != len(self.paths):
             raise DataError(f"index '{self.folder}' holds {self.index.ntotal} vectors for {len(self.paths)} paths; "
                             f"{rebuild}")
-        self.gpu = None if gpu_id is None else GpuIndex(self.index, self.params.kind, gpu_id)
+        self.gpu = None if gpu_id is None else GpuIndex(self.index, index_kind(self.params.kind), gpu_id)
         self._set_params(self.params)
 
     def _set_params(self, params: IndexParams) -> None:
         """nprobe / efSearch on the index, and nprobe on its GPU clone where there is one."""
         set_search_params(self.index, params)
         if self.gpu is not None:
-            self.gpu.set_nprobe(params.nprobe)
+            self.gpu.set_effort(params)
 
     @property
     def model(self) -> str:
@@ -211,8 +123,8 @@ class ImageIndex:
                ef_search: int | None = None) -> tuple[np.ndarray, list[list[str]]]:
         """Top-k cosine neighbours of (Q, D) query embeddings: scores (Q, k) and relative paths."""
         if nprobe or ef_search:
-            self._set_params(IndexParams(nprobe=nprobe or self.params.nprobe,
-                                         ef_search=ef_search or self.params.ef_search))
+            self._set_params(replace(self.params, nprobe=nprobe or self.params.nprobe,
+                                     ef_search=ef_search or self.params.ef_search))
         index = self.gpu or self.index
         q = l2_normalize(np.asarray(queries, np.float32))
         k = min(k, len(self))
@@ -258,26 +170,30 @@ def check_out(folder: Path) -> None:
                           "folder for the index")
 
 
-def build_measured(vectors: np.ndarray, params: IndexParams) -> tuple[Any, float | None, dict | None]:
+def build_measured(vectors: np.ndarray, params: IndexParams) -> tuple[Any, float | None, dict | None, IndexParams]:
     """Build the index (choosing it first for ``auto``: retrieval_demo.auto) and measure its recall@10 against exact
-    search, raising nprobe / efSearch to the target for ``auto``. ``params`` is resolved in place."""
+    search, raising nprobe / efSearch to the target for ``auto``. Returns the index, its recall (None when exact),
+    auto's record and the resolved parameters (a copy: ``params`` is left as given)."""
     auto = None
     if params.kind == "auto":
-        params.max_memory = params.max_memory or default_budget()
-        choice = choose_index(len(vectors), int(vectors.shape[1]), params.max_memory)
-        params.kind, params.pq_m, params.opq, params.rerank = choice.kind, choice.pq_m, choice.opq, choice.rerank
-        auto = {"chosen": choice.kind, "reason": choice.reason, "max_memory": params.max_memory,
+        budget = params.max_memory or default_budget()
+        choice = choose_index(len(vectors), int(vectors.shape[1]), budget)
+        params = replace(params, kind=choice.kind, pq_m=choice.pq_m, opq=choice.opq, rerank=choice.rerank,
+                         max_memory=budget)
+        auto = {"chosen": choice.kind, "reason": choice.reason, "max_memory": budget,
                 "estimated_bytes": choice.estimated_bytes}
     index = build_faiss(vectors, params)
-    if params.kind in ("ivf", "ivfpq") and not params.nlist:
-        params.nlist = ivf_of(index).nlist
+    kind = index_kind(params.kind)
+    if kind.uses_nlist and not params.nlist:
+        params = replace(params, nlist=ivf_of(index).nlist)
     recall = None
-    if params.kind != "flat":  # approximate: measure what it loses against exact search (and tune, for auto)
+    if not kind.exact:  # approximate: measure what it loses against exact search (and tune, for auto)
         if auto is not None:
-            recall, auto["trials"] = tune_recall(index, vectors, params, params.target_recall)
+            recall, auto["trials"], params = tune_recall(index, vectors, params, params.target_recall)
         else:
+            set_search_params(index, params)
             recall = recall_at_k(index, vectors, rerank=params.rerank)
-    return index, recall, auto
+    return index, recall, auto, params
 
 
 def file_stamp(path: Path) -> list[int]:
@@ -349,7 +265,7 @@ def build_index(model: str, images: str, out: str, params: IndexParams | None = 
     paths = [old_paths[i] for i in unchanged] + new_paths
     if not paths:
         raise DataError(f"no readable images left under '{root}'")
-    index, recall, auto = build_measured(vectors, params)
+    index, recall, auto, params = build_measured(vectors, params)
     manifest = {"format": "edgedistill.index/1", "root": str(root),
                 "model": {"path": str(Path(model).resolve()), "sha256": fingerprint, "runtime": backend.runtime,
                           "precision": backend.precision},
@@ -359,7 +275,7 @@ def build_index(model: str, images: str, out: str, params: IndexParams | None = 
     if auto is not None:
         manifest["auto"] = auto
     _write(folder, index, vectors, paths, manifest, [current[rel] for rel in paths])
-    if auto is not None and manifest["index_bytes"] > params.max_memory:
+    if auto is not None and manifest["index_bytes"] > auto["max_memory"]:
         print(f"note: the built index takes {manifest['index_bytes'] / 1e6:.1f} MB, over the estimate and the "
               f"--max-memory budget ({params.max_memory / 1e6:.1f} MB)", file=sys.stderr)
     return {"num_images": len(paths), "num_added": len(new_paths) - changed, "num_changed": changed,
@@ -376,7 +292,7 @@ def rebuild_index(source: str | Path, out: str | Path, params: IndexParams) -> d
     src = ImageIndex(source)
     t0 = time.perf_counter()
     vectors = src.embeddings()
-    index, recall, auto = build_measured(vectors, params)
+    index, recall, auto, params = build_measured(vectors, params)
     manifest = {**src.manifest, "params": asdict(params), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "recall@10": 1.0 if recall is None else round(recall, 4)}
     manifest.pop("auto", None)

@@ -24,7 +24,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from distill.core.atomic import atomic_write_json, write_between_markers
@@ -114,8 +114,26 @@ def train_row(row: Row, args: argparse.Namespace, run_dir: Path) -> dict:
     else:
         cfg = TrainConfig(teacher=teacher_spec(Path(args.teachers), row.teacher, args.teacher_format),
                           method=row.method, **common, **recipe)
+        if args.cache_views:
+            cfg = replace(cfg, teacher_cache=str(teacher_cache(row.teacher, args)))
     resume = (run_dir / "checkpoint.pt").is_file()
     return train_and_evaluate(cfg, resume=resume)
+
+
+def teacher_cache(teacher: str, args: argparse.Namespace) -> Path:
+    """The teacher's embeddings of ``--data`` at 32 px, ``--cache-views`` views (view 0 the centre crop, the others
+    fixed light augmentations), built once under ``--out`` with ``edgedistill cache-teacher`` and shared by every
+    row of that teacher: the rows then train without teacher forward passes (docs/RESULTS.md, "A cached teacher")."""
+    from distill.core.cli import main as edgedistill
+
+    out = Path(args.out) / f"cache-{teacher}-{args.cache_views}v"
+    if not (out / "meta.json").is_file():
+        code = edgedistill(["cache-teacher", "--data", args.data, "--out", str(out), "--img-size", "32",
+                            "--views", str(args.cache_views), "--device", args.device, "--workers", str(args.workers),
+                            "--teacher", teacher_spec(Path(args.teachers), teacher, args.teacher_format)])
+        if code:
+            raise EdgeDistillError(f"cache-teacher for {teacher} failed (exit {code}); see the line above")
+    return out
 
 
 def evaluate_row(model: str, args: argparse.Namespace, cache: Path) -> dict:
@@ -134,7 +152,7 @@ def run_row(row: Row, args: argparse.Namespace) -> dict:
     out = Path(args.out) / row.key
     done = out / "row.json"
     budget = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "max_steps": args.max_steps,
-              "train_limit": args.train_limit}
+              "train_limit": args.train_limit, **({"cache_views": args.cache_views} if args.cache_views else {})}
     if done.is_file():
         finished = json.loads(done.read_text())
         if finished.get("budget") != budget:
@@ -222,7 +240,7 @@ def carried_rows(rows: list[dict], path: str | None) -> list[dict]:
 def write_outputs(rows: list[dict], meta: dict, args: argparse.Namespace) -> None:
     rows = carried_rows(rows, args.carry)
     atomic_write_json(args.json, {"meta": meta, "rows": rows})
-    write_between_markers(Path(args.doc), "results-table", render(rows, meta, before_knn(args.before)))
+    write_between_markers(Path(args.doc), args.marker, render(rows, meta, before_knn(args.before)))
     if args.plot:
         from distill.curves import plot_comparison
 
@@ -258,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--max-steps", type=int, help="cap every row (smoke tests)")
+    p.add_argument("--cache-views", type=int, default=0, metavar="V",
+                   help="train the distillation rows from a teacher cache of V views per image (0: run the teacher)")
     p.add_argument("--train-limit", type=int, default=10000, help="bank / probe training images")
     p.add_argument("--rows", help="comma-separated row keys to run (default: all); see --list")
     p.add_argument("--list", action="store_true", help="print the row keys and exit")
@@ -268,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/results-table")
     p.add_argument("--json", default="docs/results.json")
     p.add_argument("--doc", default="docs/RESULTS.md")
+    p.add_argument("--marker", default="results-table",
+                   help="the section of --doc to rewrite (<!-- MARKER:begin --> ... <!-- MARKER:end -->)")
     p.add_argument("--eval-every", type=int, default=0, metavar="N",
                    help="kNN on a labelled subset every N steps of each trained row (train --eval-every)")
     p.add_argument("--before", metavar="OLD_JSON", help="an earlier results.json: its kNN beside each row")
@@ -294,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             print(f"tools.results: error: unknown row {sorted(unknown)[0]!r}; see --list", file=sys.stderr)
             return 2
-        rows = [r for r in rows if r.key in wanted]
+        order = args.rows.split(",")
+        rows = sorted((r for r in rows if r.key in wanted), key=lambda r: order.index(r.key))  # in the order given
     if args.only_finished:
         rows = [r for r in rows if (Path(args.out) / r.key / "row.json").is_file()]
     meta = {"machine": machine_name(args.device), "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,

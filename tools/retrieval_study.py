@@ -19,10 +19,12 @@ from pathlib import Path
 from distill.core.atomic import atomic_write_json, write_between_markers
 from distill.core.cli import script
 from retrieval_demo.metrics import evaluate_index
-from retrieval_demo.store import INDEX_KINDS, ImageIndex, IndexParams, build_index, rebuild_index
+from retrieval_demo.kinds import INDEX_KINDS
+from retrieval_demo.params import IndexParams
+from retrieval_demo.store import ImageIndex, build_index, rebuild_index
 
 
-def run_study(models: list[str], images: str, queries: str, out: Path, kinds: tuple[str, ...] = INDEX_KINDS,
+def run_study(models: list[str], images: str, queries: str, out: Path, kinds: tuple[str, ...] = tuple(INDEX_KINDS),
               query_limit: int | None = None, workers: int = 2) -> list[dict]:
     rows = []
     for model in models:

@@ -29,7 +29,8 @@ from distill.core.cli import positive_int, script, tool_parser
 from distill.core.embeddings import l2_normalize
 from distill.core.errors import DataError
 from retrieval_demo.auto import approximate_neighbours, exact_neighbours, mean_recall
-from retrieval_demo.store import IndexParams, build_faiss, set_search_params
+from retrieval_demo.kinds import build_faiss, set_search_params
+from retrieval_demo.params import IndexParams
 
 
 def extend(real: np.ndarray, n: int, noise: float, seed: int = 0) -> np.ndarray:

@@ -6,7 +6,8 @@ import pytest
 from distill.core.errors import ConfigError
 from retrieval_demo import ImageIndex, IndexParams, build_index
 from retrieval_demo.auto import choose_index, estimate_bytes, parse_bytes, recall_at_k, tune_recall
-from retrieval_demo.store import build_faiss, build_measured
+from retrieval_demo.kinds import build_faiss
+from retrieval_demo.store import build_measured
 
 
 def clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -48,7 +49,7 @@ def test_built_index_fits_its_budget_and_reaches_the_recall(budget, kind):
     # flat's size leaves the compressed codes (8 bytes a vector here)
     vectors = clustered(10_000, 16)
     params = IndexParams(kind="auto", max_memory=budget, target_recall=0.9)
-    index, recall, auto = build_measured(vectors, params)
+    index, recall, auto, params = build_measured(vectors, params)
     assert params.kind == auto["chosen"] == kind and len(faiss.serialize_index(index)) <= budget
     if kind == "flat":
         assert recall is None and "trials" not in auto
@@ -64,7 +65,7 @@ def test_tuning_raises_the_effort_until_the_target():
     vectors = clustered(8_000, 32)
     params = IndexParams(kind="ivf", nlist=64, nprobe=1)
     index = build_faiss(vectors, params)
-    recall, trials = tune_recall(index, vectors, params, target=0.98)
+    recall, trials, params = tune_recall(index, vectors, params, target=0.98)
     assert trials[0]["nprobe"] == 1 and len(trials) > 1 and params.nprobe > 1
     assert recall >= 0.98 and trials[0]["recall@10"] < recall
 
@@ -86,7 +87,7 @@ def test_rerank_restores_the_exact_order_of_the_candidates():
     q = clustered(50, 16, seed=3)
     params = IndexParams(kind="ivfpq", pq_m=4, nprobe=16)
     index = build_faiss(vectors, params)
-    from retrieval_demo.store import set_search_params
+    from retrieval_demo.kinds import set_search_params
 
     set_search_params(index, params)
     plain = recall_at_k(index, vectors, rerank=0)

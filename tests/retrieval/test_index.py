@@ -8,7 +8,7 @@ import pytest
 from distill.core.errors import ConfigError, DataError, ModelError
 from retrieval_demo import ImageIndex, IndexParams, Searcher, build_index, evaluate_index, retrieval_metrics
 from retrieval_demo.metrics import average_precision
-from retrieval_demo.store import build_faiss, set_search_params
+from retrieval_demo.kinds import build_faiss, set_search_params
 from tests.conftest import make_image, run_cli
 
 
