@@ -13,16 +13,9 @@ from typing import Any, Callable
 
 from distill.augment import AugmentConfig
 from distill.core.errors import ConfigError
-from distill.heads import HEADS
 from distill.losses import LOSSES, loss_options
+from distill.methods import HEADS, METHODS
 from distill.teachers import TeacherOptions
-
-# The head each method trains through when --head is auto, whichever measured better (docs/RESULTS.md, the
-# table's one-epoch MobileNetV3 rows): CompRess-1q in its official form, the backbone through the loss's own
-# Linear (45.5 kNN, against 39.3 with the MLP head); CompRess-2q keeps the MLP head (24.8, against 21.6 for the
-# official loss on the backbone feature, `--head none`); SimReg regresses through its 4-layer MLP.
-METHOD_HEADS = {"compress-1q": "none", "regress": "mlp4"}
-
 
 # torch.compile's modes: reduce-overhead captures the step's kernels in CUDA graphs (the fix for launch-bound
 # steps at small inputs on a GPU; on the CPU it compiles as default does)
@@ -50,7 +43,7 @@ class TrainConfig:
     queue_size: int | None = None  # default: the method's (SEED/DisCo 65,536, CompRess 128,000)
     loss_options: dict[str, Any] = field(default_factory=dict)  # tau_s, tau_t, tau, temperature, mse_weight
     ema_momentum: float = 0.999  # CompRess-2q student bank and DisCo key encoder
-    head: str = "auto"  # mlp | mlp4 | linear | none; auto: METHOD_HEADS, else mlp
+    head: str = "auto"  # mlp | mlp4 | linear | none; auto: the method's row in distill.methods
     hidden_dim: int = 2048  # projection-head width: DisCo's "distilling bottleneck" finding
     embed_dim: int | None = None  # head output; default: the teacher's dim (head none: the backbone's)
     limit: int | None = None  # class-balanced subset of the training images
@@ -160,7 +153,7 @@ def resolve_config(cfg: TrainConfig, *, teacher_dim: int, teacher_input_size: in
     """
     cfg.validate()
     img_size = cfg.img_size or default_img_size(teacher_input_size, data_size)
-    head = cfg.head if cfg.head != "auto" else METHOD_HEADS.get(cfg.method, "mlp")
+    head = cfg.head if cfg.head != "auto" else METHODS[cfg.method].head
     embed_dim = cfg.embed_dim
     if head == "none":
         width = student_features(img_size)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from distill.methods import HEADS
 from distill.students import Student
 
 
@@ -52,7 +53,6 @@ class SimRegHead(nn.Module):
         return self.net(x)
 
 
-HEADS = ("mlp", "mlp4", "linear", "none")
 
 
 def create_head(kind: str, in_dim: int, hidden_dim: int, out_dim: int) -> nn.Module:

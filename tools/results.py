@@ -316,8 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             print(f"tools.results: error: unknown row {sorted(unknown)[0]!r}; see --list", file=sys.stderr)
             return 2
-        order = args.rows.split(",")
-        rows = sorted((r for r in rows if r.key in wanted), key=lambda r: order.index(r.key))  # in the order given
+        rows = [r for r in rows if r.key in wanted]
     if args.only_finished:
         rows = [r for r in rows if (Path(args.out) / r.key / "row.json").is_file()]
     meta = {"machine": machine_name(args.device), "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,

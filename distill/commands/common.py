@@ -60,3 +60,19 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile-mode", default="default", metavar="MODE",
                    help="with --compile: default, reduce-overhead (CUDA graphs, for launch-bound GPU steps) or "
                         "max-autotune")
+
+
+# flags whose dest names a config field but means something else there (--augment is the preset's name, the
+# config's `augment` its resolved fields)
+NOT_FIELDS = ("augment", "loss_options", "teacher_options")
+
+
+def same_named_fields(args: argparse.Namespace, config_cls) -> dict:
+    """The parsed flags named like fields of ``config_cls`` (a dataclass), plus the two negated switches
+    (``--no-amp``, ``--no-channels-last``): the hand-copied keyword list of the commands, once."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(config_cls)} - set(NOT_FIELDS)
+    values = {k: v for k, v in vars(args).items() if k in names}
+    values.update(amp=not args.no_amp, channels_last=not args.no_channels_last)
+    return values

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import argparse
 
-from distill.commands.common import add_run_arguments
+from distill.commands.common import add_run_arguments, same_named_fields
 from distill.core.cli import add_json_flag, floats3, momentum, nonnegative_float, positive_float, positive_int
+from distill.methods import PRETRAIN_METHODS, methods_help
 
 HELP = "self-supervised pretraining without a teacher (MoCo-v2, SimCLR): the baseline"
 
@@ -23,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, metavar="DIR", help="training images (root/<class>/<img> or flat)")
     p.add_argument("--model", default="mobilenetv3_large_100", metavar="NAME",
                    help="alexnet, mobilenetv3_large_100, efficientnet_b0, or any timm/torchvision name")
-    p.add_argument("--method", default="mocov2", choices=["mocov2", "simclr"])
+    p.add_argument("--method", default="mocov2", choices=PRETRAIN_METHODS, help=methods_help(PRETRAIN_METHODS))
     p.add_argument("--val", metavar="DIR", help="labelled folder: weighted-kNN evaluation at the end")
     p.add_argument("--out", metavar="RUN_DIR", help="run folder (default runs/<model>-<method>)")
     p.add_argument("--img-size", type=positive_int, default=224, metavar="N", help="input size (default 224)")
@@ -46,20 +47,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
+    """The TrainConfig of the flags (common.same_named_fields), with pretrain's own settings: no teacher, MoCo-v2's
+    base learning rate, the key queue for MoCo-v2 only."""
     from distill.config import TrainConfig
     from distill.teachers import TeacherOptions
 
+    values = same_named_fields(args, TrainConfig)
+    values.update(teacher=None, student=args.model, base_lr=0.03,
+                  queue_size=args.queue_size if args.method == "mocov2" else None)
     options = {"temperature": args.temperature} if args.temperature is not None else {}
-    return TrainConfig(
-        data=args.data, teacher=None, student=args.model, method=args.method, val=args.val, out=args.out,
-        img_size=args.img_size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, base_lr=0.03,
-        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
-        queue_size=args.queue_size if args.method == "mocov2" else None, loss_options=options,
-        ema_momentum=args.ema_momentum, hidden_dim=args.hidden_dim, embed_dim=args.embed_dim,
-        augmentation=args.augment, limit=args.limit, in_memory=args.in_memory, device=args.device,
-        workers=args.workers, seed=args.seed, log_every=args.log_every, save_every=args.save_every,
-        max_steps=args.max_steps, time_budget=args.time_budget, amp=not args.no_amp, channels_last=not args.no_channels_last, compile=args.compile, compile_mode=args.compile_mode,
-        teacher_options=TeacherOptions(mean=args.mean, std=args.std))
+    return TrainConfig(**values, loss_options=options, augmentation=args.augment,
+                       teacher_options=TeacherOptions(mean=args.mean, std=args.std))
 
 
 def run(args: argparse.Namespace) -> dict:

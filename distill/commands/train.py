@@ -14,19 +14,12 @@ from __future__ import annotations
 
 import argparse
 
-from distill.commands.common import add_run_arguments, add_teacher_arguments, teacher_options
+from distill.commands.common import add_run_arguments, add_teacher_arguments, same_named_fields, teacher_options
 from distill.core.cli import (add_json_flag, momentum, nonnegative_float, nonnegative_int, positive_float,
                               positive_int)
+from distill.methods import DISTILL_METHODS, HEADS, LOSS_OPTIONS, methods_help
 
 HELP = "distil a teacher into a student (SEED, CompRess, DisCo)"
-
-# loss-option flags: (flag, option name, type)
-LOSS_FLAGS = (("--tau-s", "tau_s", positive_float, "SEED student temperature (default 0.2)"),
-              ("--tau-t", "tau_t", positive_float, "SEED teacher temperature (default 0.01; the official code uses 1e-4)"),
-              ("--tau", "tau", positive_float, "CompRess temperature, both sides (default 0.04)"),
-              ("--temperature", "temperature", positive_float, "DisCo InfoNCE temperature (default 0.2)"),
-              ("--mse-weight", "mse_weight", nonnegative_float, "DisCo weight of the MSE-to-teacher term (default 1)"),
-              ("--only-mse", "only_mse", "flag", "DisCo without its contrastive term (the official --only-mse)"))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,8 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="timm:NAME, torchvision:NAME, a TorchScript or ONNX file, or a checkpoint with --teacher-arch")
     p.add_argument("--student", default="mobilenetv3_large_100", metavar="NAME",
                    help="alexnet, mobilenetv3_large_100, efficientnet_b0, or any timm/torchvision name")
-    p.add_argument("--method", default="seed", choices=["seed", "compress", "compress-1q", "disco", "regress"],
-                   help="seed, compress (two queues), compress-1q, disco, regress (SimReg)")
+    p.add_argument("--method", default="seed", choices=DISTILL_METHODS, help=methods_help(DISTILL_METHODS))
     p.add_argument("--val", metavar="DIR", help="labelled folder: weighted-kNN evaluation at the end")
     p.add_argument("--eval-every", type=nonnegative_int, default=0, metavar="N",
                    help="steps between weighted-kNN points on a subset of --val, written to metrics.jsonl and "
@@ -54,13 +46,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup-epochs", type=nonnegative_float, default=1.0)
     p.add_argument("--queue-size", type=positive_int, metavar="N",
                    help="queue/bank length (default: SEED and DisCo 65536, CompRess 128000)")
-    for flag, _, typ, help_ in LOSS_FLAGS:
-        if typ == "flag":
-            p.add_argument(flag, action="store_const", const=True, default=None, help=help_)
+    for option in LOSS_OPTIONS:
+        if option.type == "flag":
+            p.add_argument(option.flag, dest=option.name, action="store_const", const=True, default=None,
+                           help=option.help)
         else:
-            p.add_argument(flag, type=typ, help=help_)
+            p.add_argument(option.flag, dest=option.name, type=option.type, help=option.help)
     p.add_argument("--ema-momentum", type=momentum, default=0.999, help="momentum student (compress, disco)")
-    p.add_argument("--head", default="auto", choices=["auto", "mlp", "mlp4", "linear", "none"],
+    p.add_argument("--head", default="auto", choices=("auto", *HEADS),
                    help="head between backbone and loss (auto: none for compress/compress-1q as in the official "
                         "code, mlp4 for regress as in SimReg, mlp otherwise)")
     p.add_argument("--hidden-dim", type=positive_int, default=2048, help="projection-head width")
@@ -79,21 +72,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
+    """The TrainConfig of the flags: a flag named like a config field sets it (tests/distill/test_registry.py checks
+    that each such flag's default is the field's); the others are mapped here."""
     from distill.config import TrainConfig
 
-    opts = teacher_options(args)
-    loss_options = {name: getattr(args, flag[2:].replace("-", "_")) for flag, name, _, _ in LOSS_FLAGS
-                    if getattr(args, flag[2:].replace("-", "_")) is not None}
-    return TrainConfig(
-        data=args.data, teacher=args.teacher, student=args.student, method=args.method, val=args.val, out=args.out,
-        img_size=args.img_size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, queue_size=args.queue_size,
-        loss_options=loss_options, ema_momentum=args.ema_momentum, hidden_dim=args.hidden_dim,
-        embed_dim=args.embed_dim, augmentation=args.augment, teacher_center=args.teacher_center, limit=args.limit, in_memory=args.in_memory, device=args.device,
-        workers=args.workers, seed=args.seed, log_every=args.log_every, save_every=args.save_every,
-        max_steps=args.max_steps, time_budget=args.time_budget, amp=not args.no_amp, channels_last=not args.no_channels_last, compile=args.compile, compile_mode=args.compile_mode, sync_bn=args.sync_bn,
-        teacher_cache=args.teacher_cache, eval_every=args.eval_every, eval_bank=args.eval_bank,
-        eval_queries=args.eval_queries, head=args.head, teacher_options=opts)
+    loss_options = {o.name: getattr(args, o.name) for o in LOSS_OPTIONS if getattr(args, o.name) is not None}
+    return TrainConfig(**same_named_fields(args, TrainConfig), loss_options=loss_options,
+                       augmentation=args.augment, teacher_options=teacher_options(args))
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -1,5 +1,7 @@
 """Distillation losses behind one factory: ``create_loss(name, student_dim=..., teacher_dim=..., **options)``.
 
+The names and classes come from the one list of methods, :data:`distill.methods.METHODS`.
+
 Every loss has the signature of :class:`DistillLoss` and keeps its queues as registered buffers.
 """
 from __future__ import annotations
@@ -9,23 +11,13 @@ import inspect
 from distill.core.errors import ConfigError
 from distill.losses.base import DistillLoss
 from distill.losses.compress import CompRess1qLoss, CompRessLoss
-from distill.losses.contrastive import MoCoV2Loss, SimCLRLoss
 from distill.losses.disco import DisCoLoss
 from distill.losses.queue import EmbeddingQueue
 from distill.losses.regress import RegressLoss
 from distill.losses.seed import SEEDLoss
+from distill.methods import DISTILL_METHODS, METHODS, PRETRAIN_METHODS
 
-LOSSES: dict[str, type[DistillLoss]] = {
-    "seed": SEEDLoss,
-    "compress": CompRessLoss,
-    "compress-1q": CompRess1qLoss,
-    "disco": DisCoLoss,
-    "regress": RegressLoss,  # SimReg, beyond the three papers
-    "mocov2": MoCoV2Loss,  # no teacher: edgedistill pretrain
-    "simclr": SimCLRLoss,
-}
-DISTILL_METHODS = tuple(name for name, cls in LOSSES.items() if cls.needs_teacher)
-PRETRAIN_METHODS = tuple(name for name, cls in LOSSES.items() if not cls.needs_teacher)
+LOSSES: dict[str, type[DistillLoss]] = {name: m.loss_class() for name, m in METHODS.items()}  # distill.methods
 
 
 def loss_options(name: str) -> dict[str, object]:
