@@ -65,8 +65,7 @@ def run(args: argparse.Namespace) -> dict:
         name, why = next(iter(failed.items()))
         error = ConfigError(f"{len(failed)} of {len({r.get('artifact') or r['backend'] for r in report['rows']})} "
                             f"artifact(s) could not be benchmarked, first '{name}': {str(why).splitlines()[0]} "
-                            f"(the others are in {report['report_dir']})")
-        error.result = result
+                            f"(the others are in {report['report_dir']})", result=result)
         raise error
     gate_failed = sorted({Path(r["artifact"]).name for r in report["rows"] if r.get("gate") == "fail"})
     if gate_failed:  # measured, and no longer within the export's tolerance on this machine
@@ -74,8 +73,8 @@ def run(args: argparse.Namespace) -> dict:
 
         reason = next(r["gate_reason"] for r in report["rows"] if r.get("gate") == "fail")
         error = ParityError(f"{len(gate_failed)} artifact(s) fail the parity gate on this machine, first "
-                            f"'{gate_failed[0]}': {reason}; do not deploy it here (report in {report['report_dir']})")
-        error.result = result
+                            f"'{gate_failed[0]}': {reason}; do not deploy it here (report in {report['report_dir']})",
+                            result=result)
         raise error
     return result
 

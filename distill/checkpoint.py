@@ -16,7 +16,7 @@ import torch
 
 from distill.core.atomic import atomic_torch_save
 from distill.core.errors import CheckpointError
-from distill.core.layout import STUDENT_FILE, TRAIN_STATE_FILE
+from distill.core.layout import STUDENT_FILE
 from distill.core.preprocess import Preprocess
 from distill.students import Student, create_student
 

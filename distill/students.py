@@ -8,7 +8,7 @@ its own weights where the machine can fetch them.
 from __future__ import annotations
 
 import difflib
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -282,5 +282,12 @@ def create_student(name: str, img_size: int = 224, pretrained: bool = False) -> 
     )
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+
+
+def untrained_student(name: str, img_size: int) -> tuple[Student, Any]:
+    """``name`` with seed-0 random weights, in eval mode, and its ImageNet preprocessing: the random-init floor of
+    the results table and the stand-in for toolchain checks (``export student:NAME``, bench_suite)."""
+    from distill.core.preprocess import Preprocess
+
+    torch.manual_seed(0)
+    return create_student(name, img_size=img_size).eval(), Preprocess.for_student(img_size)

@@ -1,12 +1,9 @@
 """The training loop: a frozen teacher, a student with a projection head, one of the registered losses.
 
 The same loop trains the self-supervised baselines (``pretrain``: MoCo-v2, SimCLR), whose losses need no
-teacher; the data pipeline, checkpoints and evaluation are then identical to distillation's.
-
-One step: augment a uint8 batch on the device (the same view for teacher and student, each resized to its own
-input size and normalised with its own statistics), embed it with the teacher (no gradients), embed it with
-the student (+ head) and, where the loss asks for it, with the momentum student; take an SGD step; update the
-momentum student.
+teacher; the data pipeline, checkpoints and evaluation are then identical to distillation's. Three units, as in
+timm's training script: :mod:`distill.run_parts` builds the run's parts, :mod:`distill.step` takes one step,
+and this module's :class:`Trainer` loops (schedule, logging, evaluation, saving, resume, signals).
 
 With ``--teacher-cache`` the teacher's embeddings are read from a :mod:`distill.teacher_cache` instead of
 computed. Under torchrun (``WORLD_SIZE`` > 1) the student is wrapped in DistributedDataParallel, each rank
@@ -21,122 +18,64 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
-from distill.augment import AugmentConfig, BatchAugment, resize_views
 from distill.batches import BatchStream, MemoryImages, estimate_bytes
-from distill.checkpoint import STUDENT_FILE, TRAIN_STATE_FILE, head_entry, save_student
-from distill.config import TrainConfig, resolve_config
+from distill.config import TrainConfig
 from distill.core.atomic import atomic_torch_save, atomic_write_json
 from distill.core.device import resolve_device
-from distill.core.errors import CheckpointError, ConfigError, TrainingError, first_line
-from distill.core.images import native_size, scan_folder
-from distill.core.preprocess import Preprocess
+from distill.core.errors import CheckpointError, ConfigError, first_line
+from distill.core.layout import STUDENT_FILE, TRAIN_STATE_FILE
 from distill.core.progress import progress
+from distill.checkpoint import head_entry, save_student
 from distill.curves import plot_run
-from distill.distributed import DistContext, any_rank, gather_cat, mean_across_ranks, min_across_ranks
-from distill.heads import StudentWithHead, create_head
-from distill.losses import create_loss
-from distill.momentum import MomentumEncoder
+from distill.distributed import DistContext, any_rank, mean_across_ranks, min_across_ranks
 from distill.monitor import KnnMonitor
 from distill.resume import changed_options, last_logged_loss
+from distill.run_parts import build_parts
 from distill.schedule import Schedule, TimeBudget
 from distill.stopping import StopSignals, TrainingInterrupted
-from distill.students import Student, create_student
-from distill.sync_bn import convert_sync_batchnorm
-from distill.teacher_cache import TeacherCache, cache_fingerprint
-from distill.teachers import TorchTeacher, load_teacher
+from distill.step import TrainStep
 
 IN_MEMORY_AUTO_BYTES = 2 << 30
 
 
 class Trainer:
-    """Builds everything a run needs from a :class:`TrainConfig`; :meth:`fit` trains and returns the summary."""
+    """The loop of a run: schedule, logging, evaluation, checkpoints, resume and signals (timm's train_one_epoch
+    and its checkpoint saver, in one place). The run's parts come from :func:`distill.run_parts.build_parts` and
+    each step from :class:`distill.step.TrainStep`; :meth:`fit` trains and returns the summary."""
 
     def __init__(self, cfg: TrainConfig, resume: bool = False, dist: DistContext = DistContext(),
                  device: torch.device | None = None):
         cfg.validate()
         self.dist, self.rank, self.world_size = dist, dist.rank, dist.world_size
-        if cfg.batch_size % dist.world_size:
-            raise ConfigError(f"--batch-size {cfg.batch_size} (the global batch) must divide evenly over "
-                              f"{dist.world_size} processes")
-        self.local_batch = cfg.batch_size // dist.world_size
-        self.device = device or resolve_device(cfg.device)
         self.out = Path(cfg.out or f"runs/{cfg.student.replace(':', '_')}-{cfg.method}")
         self._check_run_folder(resume)
-        self.folder = scan_folder(cfg.data, cfg.limit)  # cheap, and the likeliest user error: check it first
-        self.teacher = None  # a self-supervised baseline (pretrain) has none
-        if cfg.teacher is not None:
-            self.teacher = load_teacher(cfg.teacher, cfg.teacher_options, self.device)
-            t_pre = self.teacher.preprocess
-        else:
-            opts = cfg.teacher_options
-            t_pre = Preprocess(input_size=cfg.img_size or 224, **{k: v for k, v in (
-                ("mean", opts.mean), ("std", opts.std)) if v is not None})
-        teacher_dim = self.teacher.embedding_dim if self.teacher else 0
-        torch.manual_seed(cfg.seed)  # the same initial weights for the same seed
-        students: dict[int, Student] = {}
-
-        def features(img_size: int) -> int:
-            students[img_size] = create_student(cfg.student, img_size=img_size)
-            return students[img_size].num_features
-
-        asked = cfg.img_size
-        self.cfg = cfg = resolve_config(cfg, teacher_dim=teacher_dim, teacher_input_size=t_pre.input_size,
-                                        student_features=features, data_size=native_size(self.folder))
-        if asked is None and cfg.img_size != t_pre.input_size and self.rank == 0:
-            print(f"student input {cfg.img_size} px (the teacher's {t_pre.input_size} px capped at 224 and at the "
-                  "images' own size; --img-size sets it), both from the same images", file=sys.stderr, flush=True)
-        self.t_pre = t_pre
-        self.student_pre = Preprocess(input_size=cfg.img_size, mean=t_pre.mean, std=t_pre.std,
-                                      crop_pct=1.0 if cfg.img_size <= 64 else 0.875)
-        self.load_size = max(cfg.img_size, t_pre.input_size)
-        self.cache = self._open_cache() if cfg.teacher_cache else None
-        student = students.get(cfg.img_size) or create_student(cfg.student, img_size=cfg.img_size)
-        self.model = StudentWithHead(student, create_head(cfg.head, student.num_features, cfg.hidden_dim,
-                                                          cfg.embed_dim))
-        if cfg.sync_bn and dist.enabled:
-            self.model = convert_sync_batchnorm(self.model, self.device)
-        self.model.to(self.device)
-        if cfg.channels_last:  # NHWC: oneDNN's (CPU) and cuDNN's fast convolution layout (docs/BENCHMARKS.md)
-            self.model.to(memory_format=torch.channels_last)
-        self.forward = self.model  # what train_step calls: DDP and/or compiled wrappers of self.model
-        if dist.enabled:
-            self.forward = DistributedDataParallel(
-                self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
-        if cfg.compile:
-            self.forward = torch.compile(self.forward, mode=cfg.compile_mode)
-        self.loss = create_loss(cfg.method, student_dim=cfg.embed_dim, teacher_dim=teacher_dim,
-                                gather=gather_cat if dist.enabled else None,
-                                **cfg.resolved_loss_options()).to(self.device)
-        self.momentum = (MomentumEncoder(self.model, cfg.ema_momentum).to(self.device)
-                         if self.loss.momentum_views else None)
-        params = list(self.model.parameters()) + list(self.loss.parameters())
-        self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        self.amp_dtype = None
-        if self.device.type == "cuda" and cfg.amp:
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.augment = BatchAugment(cfg.augment, self.load_size)
-        self.center = torch.zeros(max(teacher_dim, 1), device=self.device)
-        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed * 1000 + self.rank)
+        self.parts = build_parts(cfg, dist, device or resolve_device(cfg.device))
+        self.step_fn = TrainStep(self.parts)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
-        self.elapsed = 0.0  # seconds inside train_step
+        self.elapsed = 0.0  # seconds inside the step
         self.wall = 0.0  # seconds of the training loop (evaluations and checkpoints included): --time-budget
         self.images_seen = 0
-        # the first non-finite loss (step, value), recorded on the device so that no step waits for the GPU
-        self.bad_loss = torch.tensor([-1.0, 0.0], device=self.device)
-        self.graph_steps = cfg.compile and cfg.compile_mode == "reduce-overhead" and self.device.type == "cuda"
         if resume:
             self._load_state()
+
+    # the parts the loop, train_run and the tests read most
+    cfg = property(lambda self: self.parts.cfg, doc="the resolved config")
+    folder = property(lambda self: self.parts.folder)
+    device = property(lambda self: self.parts.device)
+    model = property(lambda self: self.parts.model, doc="student + head")
+    momentum = property(lambda self: self.parts.momentum)
+    teacher = property(lambda self: self.parts.teacher)
+    loss = property(lambda self: self.parts.loss)
+
+    def train_step(self, images: torch.Tensor, indices: torch.Tensor | None = None) -> torch.Tensor:
+        """One step (distill.step.TrainStep) numbered as the loop's current step."""
+        return self.step_fn(images, indices, self.step)
 
     # -- run folder ---------------------------------------------------------------------------------------
     def _check_run_folder(self, resume: bool) -> None:
@@ -149,28 +88,18 @@ class Trainer:
             raise CheckpointError(f"run folder '{self.out}' already holds a run; pass --resume to continue it "
                                   "or --out NEW_FOLDER for a new one")
 
-    def _open_cache(self) -> TeacherCache:
-        """Open ``--teacher-cache`` and refuse it unless teacher, data and decode size match this run."""
-        cfg = self.cfg
-        cache = TeacherCache(cfg.teacher_cache, self.folder)
-        covered = cache.covered(scan_folder(cfg.data) if cfg.limit else self.folder)
-        expected = cache_fingerprint(self.teacher, covered, self.load_size, 1, AugmentConfig.none(), 0)
-        del expected["views"]  # the view recipe is the cache's own choice
-        cache.check(expected)
-        return cache
-
     def _teacher_fingerprint(self) -> str | None:
         return self.teacher.fingerprint() if self.teacher is not None else None
 
     def _state(self) -> dict[str, Any]:
         return {
-            "config": self.cfg.to_dict(), "model": self.model.state_dict(), "loss": self.loss.state_dict(),
+            "config": self.cfg.to_dict(), "model": self.model.state_dict(), "loss": self.parts.loss.state_dict(),
             "momentum": self.momentum.state_dict() if self.momentum else None,
-            "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+            "optimizer": self.parts.optimizer.state_dict(), "scaler": self.parts.scaler.state_dict(),
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
             "elapsed": self.elapsed, "wall": self.wall, "images_seen": self.images_seen,
-            "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
-            "center": self.center, "teacher_fingerprint": self._teacher_fingerprint(), "data_fingerprint": self.folder.fingerprint(),
+            "generator": self.step_fn.generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "center": self.step_fn.center, "teacher_fingerprint": self._teacher_fingerprint(), "data_fingerprint": self.folder.fingerprint(),
             "world_size": self.world_size,
         }
 
@@ -189,13 +118,13 @@ class Trainer:
         if state["data_fingerprint"] != self.folder.fingerprint():
             raise CheckpointError(f"--resume: the images under '{self.cfg.data}' changed since '{path}' was written")
         try:
-            self.center = state["center"].to(self.device)
+            self.step_fn.center = state["center"].to(self.device)
             self.model.load_state_dict(state["model"])
-            self.loss.load_state_dict(state["loss"])
+            self.parts.loss.load_state_dict(state["loss"])
             if self.momentum is not None:
                 self.momentum.load_state_dict(state["momentum"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scaler.load_state_dict(state["scaler"])
+            self.parts.optimizer.load_state_dict(state["optimizer"])
+            self.parts.scaler.load_state_dict(state["scaler"])
         except (KeyError, RuntimeError, ValueError) as exc:  # torch's state-dict mismatch: a C++-sized message
             raise CheckpointError(f"--resume: '{path}' does not fit this run's model or loss "
                                   f"({type(exc).__name__}: {first_line(exc)[:160]}); resume with "
@@ -203,7 +132,7 @@ class Trainer:
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self.elapsed, self.images_seen = state["elapsed"], state["images_seen"]
         self.wall = state.get("wall", state["elapsed"])  # checkpoints before --time-budget: the step time
-        self.generator.set_state(state["generator"].cpu())
+        self.step_fn.generator.set_state(state["generator"].cpu())
         torch.set_rng_state(state["torch_rng"].cpu())
 
     def _student_step(self) -> int | None:
@@ -215,12 +144,12 @@ class Trainer:
             return None
 
     def save(self) -> None:
-        self.check_loss()  # never overwrite the last good checkpoint with weights a non-finite loss reached
+        self.step_fn.check_loss(self.out)  # never overwrite the last good checkpoint with weights a non-finite loss reached
         if self.rank != 0:
             return
         atomic_torch_save(self._state(), self.out / TRAIN_STATE_FILE)
         head = head_entry(self.model.head, self.cfg.head, self.cfg.hidden_dim, self.cfg.embed_dim)
-        save_student(self.out / STUDENT_FILE, self.model.student, self.student_pre, self.cfg.to_dict(),
+        save_student(self.out / STUDENT_FILE, self.model.student, self.parts.student_pre, self.cfg.to_dict(),
                      {"teacher": self.cfg.teacher, "method": self.cfg.method, "step": self.step, "head": head,
                       "teacher_licence": getattr(self.teacher, "licence", None)})
 
@@ -229,89 +158,15 @@ class Trainer:
         """The run's stream of training batches (decoded into memory when it fits): what fit() iterates."""
         cfg = self.cfg
         use_memory = cfg.in_memory == "on" or (
-            cfg.in_memory == "auto" and estimate_bytes(len(self.folder), self.load_size) <= IN_MEMORY_AUTO_BYTES)
-        memory = MemoryImages(self.folder, self.load_size, workers=cfg.workers) if use_memory else None
-        stream = BatchStream(self.folder, self.load_size, self.local_batch, memory=memory, workers=cfg.workers,
+            cfg.in_memory == "auto" and estimate_bytes(len(self.folder), self.parts.load_size) <= IN_MEMORY_AUTO_BYTES)
+        memory = MemoryImages(self.folder, self.parts.load_size, workers=cfg.workers) if use_memory else None
+        stream = BatchStream(self.folder, self.parts.load_size, self.parts.local_batch, memory=memory, workers=cfg.workers,
                              pin_memory=self.device.type == "cuda", seed=cfg.seed, rank=self.rank,
                              world_size=self.world_size)
         if stream.batches_per_epoch() == 0:
-            raise ConfigError(f"{len(self.folder)} readable images make no full batch of {self.local_batch}; "
+            raise ConfigError(f"{len(self.folder)} readable images make no full batch of {self.parts.local_batch}; "
                               "lower --batch-size")
         return stream
-
-    # -- one step -------------------------------------------------------------------------------------------
-    def train_step(self, images: torch.Tensor, indices: torch.Tensor | None = None) -> torch.Tensor:
-        """One optimisation step on a (B, 3, S, S) uint8 batch; ``indices`` (B,) are folder positions (needed
-        with a teacher cache). Returns the loss as a 0-d tensor on the device: reading it (``float``) waits
-        for the step, so the loop reads it only at logging steps, and the GPU runs behind the Python code."""
-        cfg, t_pre, s_pre = self.cfg, self.t_pre, self.student_pre
-        if self.graph_steps:  # a new iteration for CUDA graph trees (the previous step's outputs may be reused)
-            torch.compiler.cudagraph_mark_step_begin()
-        images = images.to(self.device, non_blocking=True)
-        b = images.shape[0]
-        views = [self.augment(images, self.generator) for _ in range(self.loss.views)]
-        s_views = [s_pre.normalize(resize_views(v, s_pre.input_size)) for v in views]
-        if cfg.channels_last:
-            s_views = [v.contiguous(memory_format=torch.channels_last) for v in s_views]
-        student_views = self.loss.student_views or range(self.loss.views)
-        s_in = torch.cat([s_views[v] for v in student_views])
-        autocast = (torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else nullcontext())
-        if not self.loss.needs_teacher:
-            teacher_emb = None
-        elif self.cache is not None:
-            teacher_emb = self.cache.lookup(indices, self.loss.views, self.generator, self.device) - self.center
-        else:
-            t_in = torch.cat([t_pre.normalize(resize_views(v, t_pre.input_size)) for v in views])
-            if cfg.channels_last and isinstance(self.teacher, TorchTeacher):  # 1.3x a ResNet-56 forward on the CPU
-                t_in = t_in.contiguous(memory_format=torch.channels_last)
-            with torch.no_grad(), autocast:
-                teacher_emb = (self.teacher(t_in).float() - self.center).view(self.loss.views, b, -1)
-        with autocast:
-            student_emb = self.forward(s_in).float().view(len(student_views), b, -1)
-            momentum_emb = None
-            if self.momentum is not None:
-                momentum_emb = torch.stack([self.momentum(s_views[v], self.generator).float()
-                                            for v in self.loss.momentum_views])
-        loss = self.loss(student_emb, teacher_emb, momentum_emb)
-        self.update(loss)
-        if self.momentum is not None:
-            self.momentum.update(self.model)  # same gradients on every rank -> the same EMA everywhere
-        loss = loss.detach().float()
-        first = (self.bad_loss[0] < 0) & ~torch.isfinite(loss)
-        # new_full is a fill kernel: no host-to-device copy, which from pageable memory would wait for the GPU
-        self.bad_loss = torch.where(first, torch.stack([loss.new_full((), float(self.step)), loss]), self.bad_loss)
-        return loss
-
-    def check_loss(self) -> None:
-        """Raise if a step since the start had a non-finite loss (one read of a device tensor)."""
-        step, value = self.bad_loss.tolist()
-        if step >= 0:
-            raise TrainingError(f"non-finite loss ({value}) at step {int(step)}; the last good checkpoint in "
-                                f"'{self.out}' is intact; lower --lr or check the teacher's outputs")
-
-    def update(self, loss: torch.Tensor) -> None:
-        """One optimiser step on ``loss`` (through the grad scaler; DDP all-reduces the gradients in backward)."""
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-
-    @torch.no_grad()
-    def estimate_center(self, stream: BatchStream, num_images: int = 2048) -> torch.Tensor:
-        """The teacher's mean embedding over the first images of the data (the same on every rank)."""
-        if self.cache is not None:
-            return self.cache.mean(np.arange(min(num_images, len(self.folder)))).to(self.device)
-        t_pre, total, count = self.teacher.preprocess, None, 0
-        order = BatchStream(self.folder, self.load_size, 256, memory=stream.memory, workers=self.cfg.workers,
-                            drop_last=False, shuffle=False)
-        for batch in order.epoch(0):
-            x = t_pre.normalize(resize_views(batch.images.to(self.device).float().div_(255), t_pre.input_size))
-            emb = self.teacher(x).float()
-            total = emb.sum(0) if total is None else total + emb.sum(0)
-            count += emb.shape[0]
-            if count >= num_images:
-                break
-        return total / count
 
     # -- loop -----------------------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -321,7 +176,7 @@ class Trainer:
             atomic_write_json(self.out / "config.json", cfg.to_dict())
         stream = self.batch_stream()
         if cfg.teacher_center and self.step == 0:
-            self.center = self.estimate_center(stream)
+            self.step_fn.center = self.step_fn.estimate_center(stream)
         per_epoch = stream.batches_per_epoch()
         schedule = Schedule(per_epoch, cfg.epochs, cfg.warmup_epochs, cfg.lr, cfg.max_steps)
         self.model.train()
@@ -344,7 +199,7 @@ class Trainer:
                             completed = False
                             break
                         lr = schedule.lr(self.step)
-                        for group in self.optimizer.param_groups:
+                        for group in self.parts.optimizer.param_groups:
                             group["lr"] = lr
                         t0 = time.perf_counter()
                         loss = self.train_step(batch.images, batch.indices)
@@ -364,7 +219,7 @@ class Trainer:
                         bar.update(1)
                         self.wall = session_wall + time.perf_counter() - session_t
                         if log:
-                            self.check_loss()
+                            self.step_fn.check_loss(self.out)
                             last_loss = mean_across_ranks(loss, self.device)
                             bar.total = schedule.total
                             now = time.perf_counter()
@@ -386,7 +241,7 @@ class Trainer:
                     if completed:
                         self.epoch, self.batch_in_epoch = self.epoch + 1, 0
                     self.save()
-            self.check_loss()
+            self.step_fn.check_loss(self.out)
             if main and self._student_step() != self.step:  # the last save was cut short after checkpoint.pt
                 self.save()
         finally:
@@ -409,7 +264,7 @@ class Trainer:
         cfg = self.cfg
         if not cfg.eval_every:
             return None
-        return KnnMonitor(cfg.data, cfg.val, self.student_pre, bank_size=cfg.eval_bank, num_queries=cfg.eval_queries,
+        return KnnMonitor(cfg.data, cfg.val, self.parts.student_pre, bank_size=cfg.eval_bank, num_queries=cfg.eval_queries,
                           k=cfg.knn_k, t=cfg.knn_t, workers=cfg.workers)
 
     def _evaluate(self, monitor: KnnMonitor, metrics) -> None:

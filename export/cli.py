@@ -114,15 +114,11 @@ def run(args: argparse.Namespace) -> dict:
     failed_parity = [a for a in counted if a["status"] == "parity_failed"]
     if failed_parity and not args.allow_parity_failure:
         names = ", ".join(f"{a['format']} {a['precision']}" for a in failed_parity)
-        err = ParityError(f"parity check failed for {names} ({failed_parity[0]['error']}); the artifacts were kept "
-                          "as *.failed for inspection; see --allow-parity-failure")
-        err.result = report
-        raise err
+        raise ParityError(f"parity check failed for {names} ({failed_parity[0]['error']}); the artifacts were kept "
+                          "as *.failed for inspection; see --allow-parity-failure", result=report)
     if failed_export:
         names = ", ".join(f"{a['format']} {a['precision']}" for a in failed_export)
-        err = ExportError(f"could not export {names}: {failed_export[0]['error']}")
-        err.result = report
-        raise err
+        raise ExportError(f"could not export {names}: {failed_export[0]['error']}", result=report)
     return report
 
 

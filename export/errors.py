@@ -10,7 +10,3 @@ class ParityError(EdgeDistillError):
     """An artifact was built but its outputs differ from PyTorch's beyond the tolerance."""
 
     exit_code = 3
-
-    def __init__(self, message: str, results: list | None = None):
-        super().__init__(message)
-        self.results = results or []

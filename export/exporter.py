@@ -6,7 +6,6 @@ one-line reason).
 """
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 import warnings
@@ -19,25 +18,20 @@ import torch
 
 from distill.core.atomic import atomic_write_json, atomic_write_text
 from distill.core.errors import EdgeDistillError, first_line
-from distill.core.timing import measure
 from distill.hub import warn_licence
 from export.backends import load_backend, runtime_for
 from export.batch import BatchSpec, run_batched
 from export.errors import ExportError
-from export.fallback import FallbackResult, fill_gaps
-from export.fallback import search as fallback_search
+from export.context import BuildContext
+from export.fallback import FallbackResult
 from export.formats import FORMATS, PRECISIONS, get_format
-from export.images import load_images, load_uint8, random_uint8
+from export.images import load_uint8, random_uint8
 from export.metadata import now, versions, write_metadata
 from export.onnx_export import simplify, torch_to_onnx
-from export.parity import ParityResult, compare, loo_knn
+from export.parity import compare
 from export.reference import write_reference
 from export.report import merged_report, pick_fastest
 from export.sources import Source, load_source
-from export.tolerances import FALLBACK_TARGET
-
-MIXED_WARNING = 0.25  # above this fraction of quantizers in float, say that int8 may be slower than fp32
-
 
 @dataclass
 class ExportConfig:
@@ -105,16 +99,6 @@ class ArtifactResult:
                 "vs_fp32": round(self.vs_fp32, 3) if self.vs_fp32 is not None else None}
 
 
-def loo_knn_metric(labels: np.ndarray, k: int = 20, t: float = 0.07):
-    """An NNCF validation function: leave-one-out weighted-kNN top-1 of a compiled model on labelled images."""
-
-    def metric(compiled_model, dataset) -> float:
-        items = dataset.get_inference_data() if hasattr(dataset, "get_inference_data") else dataset  # NNCF passes an iterable
-        return loo_knn(np.concatenate([np.asarray(compiled_model(x)[0]) for x in items]), labels, k, t)
-
-    return metric
-
-
 class Exporter:
     def __init__(self, cfg: ExportConfig):
         self.cfg = cfg
@@ -143,109 +127,17 @@ class Exporter:
             return u8, "real", labels
         return random_uint8(self.pre, min(self.cfg.parity_size, 64)), "random", None
 
-    def _calibration(self) -> np.ndarray:
-        if not self.calib_dir or not Path(self.calib_dir).is_dir():
-            raise ExportError("int8 needs real calibration images: pass --calib DIR (a few hundred images)")
-        if self._calib_cache is None:
-            self._calib_cache = load_images(self.calib_dir, self.pre, self.cfg.calib_size, self.cfg.workers)[0]
-        return self._calib_cache
-
-    def calibration(self) -> np.ndarray:
-        """(N, 3, S, S) calibration images for int8 (``--calib``, else the run's training images), loaded once."""
-        return self._calibration()
-
-    def accuracy_data(self) -> tuple[np.ndarray, Any] | None:
-        """(labelled parity images, NNCF validation function) for accuracy-controlled int8, when asked and possible."""
-        if self.cfg.max_knn_drop is None or self._labels is None:
-            return None
-        return self._parity_x, loo_knn_metric(self._labels)
-
     # -- one artifact -----------------------------------------------------------------------------------------
     def _build(self, fmt: str, precision: str, base_onnx: Path, work: Path) -> tuple[Path, dict]:
         """Dispatch to the format's build function (export.formats): it returns (artifact path, options)."""
         format_ = FORMATS[fmt]
         target = self.out / f"{self.stem}-{fmt}-{precision}{format_.suffix}"
-        return format_.builder()(self, precision, base_onnx, target, work)
+        return format_.builder()(self.ctx, precision, base_onnx, target, work)
 
     def _embed_torch(self, x: np.ndarray) -> np.ndarray:
         """The PyTorch student's embeddings of (N, 3, S, S) images: what every artifact is compared with."""
         with torch.no_grad():
             return run_batched(lambda a: self.source.model(torch.from_numpy(a)).numpy(), x, self.batch)
-
-    # -- int8 float fallback (export.fallback) ------------------------------------------------------------------
-    def judge_int8(self, runner) -> ParityResult:
-        """An int8 candidate's embeddings of the calibration images against PyTorch's, at ``FALLBACK_TARGET``."""
-        calib = self._calibration()
-        if self._calib_reference is None:
-            self._calib_reference = self._embed_torch(calib)
-        return compare(self._calib_reference, run_batched(runner, calib, self.batch), "int8", tolerance=FALLBACK_TARGET)
-
-    def _fallback(self, graph) -> FallbackResult:
-        """Judge the int8 graph on the calibration images against PyTorch; if it misses ``FALLBACK_TARGET`` (a
-        margin above the gate), search for the fewest activation quantizers to keep in float (at most
-        ``int8_fallback`` of them)."""
-        calib = self._calibration()
-
-        def judge(model):
-            return self.judge_int8(graph.runner(model))
-
-        first = judge(graph.model)
-        limit = int(self.cfg.int8_fallback * len(graph.quantizers))
-        if first.passed or limit <= 0:
-            return fallback_search(graph.quantizers, judge, 0, first)
-        print(f"int8 misses the fallback target on the calibration images ({first.reason}); looking for up to {limit} "
-              f"of {len(graph.quantizers)} activation quantizers to keep in float", file=sys.stderr, flush=True)
-        size = self.batch.static or 32
-        ranking = graph.rank(calib, size, self.batch.static is not None)
-        result = fallback_search([name for name, _ in ranking], lambda names: judge(graph.with_float(names)), limit,
-                                 first)
-        result.ranking = [(name, float(score)) for name, score in ranking]
-        if result.passed and result.float_quantizers:
-            self._contiguous_regions(graph, result, judge)
-        if len(result.float_quantizers) > MIXED_WARNING * len(graph.quantizers):
-            print(f"note: int8 keeps {len(result.float_quantizers)} of {len(graph.quantizers)} activation quantizers in "
-                  "float; a graph this mixed can run slower than fp32 (docs/EXPORT.md): compare them with "
-                  "`edgedistill bench` before deploying it", file=sys.stderr, flush=True)
-        return result
-
-    def _contiguous_regions(self, graph, result: FallbackResult, judge) -> None:
-        """Try the fallback's float set with its one-quantizer int8 gaps filled (``fallback.fill_gaps``); keep it
-        when it still meets the target and runs faster at batch 1 (both timed here, ``cfg.timing_s`` each)."""
-        added = fill_gaps(graph.quantizers, result.float_quantizers)
-        if not added or self.cfg.timing_s <= 0:
-            return
-        filled = result.float_quantizers + added
-        filled_model = graph.with_float(filled)
-        candidate = judge(filled_model)
-        calib = self._calibration()
-        before = self._time_p50(graph.runner(graph.with_float(result.float_quantizers)), calib)
-        after = self._time_p50(graph.runner(filled_model), calib) if candidate.passed else None
-        kept = after is not None and after < before
-        result.regions = {"added": len(added), "passed": candidate.passed, "p50_ms_before": round(before, 4),
-                          "p50_ms_after": None if after is None else round(after, 4), "kept": kept}
-        if kept:
-            result.float_quantizers = filled
-
-    def onnx_fallback(self, path: Path) -> FallbackResult:
-        import onnx
-
-        from export.onnx_export import check_onnx, save_onnx
-        from export.qdq import QDQGraph
-
-        graph = QDQGraph(onnx.load(str(path)))
-        result = self._fallback(graph)
-        if result.float_quantizers:
-            save_onnx(graph.with_float(result.float_quantizers), path)
-            check_onnx(path)
-        return result
-
-    def openvino_fallback(self, model):
-        """``export_openvino_ir``'s refine step: the quantised ``ov.Model`` -> (the model to save, FallbackResult)."""
-        from export.openvino_export import FakeQuantizeGraph
-
-        graph = FakeQuantizeGraph(model)
-        result = self._fallback(graph)
-        return (graph.with_float(result.float_quantizers) if result.float_quantizers else model), result
 
     def _check(self, fmt: str, precision: str, path: Path):
         device = "cuda" if runtime_for(path) == "tensorrt" else self.cfg.device
@@ -296,16 +188,7 @@ class Exporter:
         auto, which compare artifacts of the same run on the same machine."""
         if self.cfg.timing_s <= 0:
             return None
-        return self._time_p50(backend, self._parity_x)
-
-    def _time_p50(self, run, images: np.ndarray) -> float:
-        """p50 ms of ``run`` on the first of ``images`` (repeated to a static batch): ``cfg.timing_s`` seconds
-        after a third of that in warm-up."""
-        x = images[:1]
-        if self.batch.static and self.batch.static > 1:
-            x = np.repeat(x, self.batch.static, axis=0)
-        return measure(lambda: run(x), warmup_s=self.cfg.timing_s / 3, min_time_s=self.cfg.timing_s,
-                       min_runs=10).p50_ms
+        return self.ctx.time_p50(backend, self._parity_x)
 
     def _metadata(self, fmt: str, precision: str, options: dict) -> dict[str, Any]:
         return {
@@ -335,8 +218,9 @@ class Exporter:
                               "pass --out a folder you can write") from None
         self._parity_u8, self._parity_kind, self._labels = self._parity_inputs()
         self._parity_x = self.pre.numpy_from_uint8(self._parity_u8)
-        self._calib_cache, self._calib_reference = None, None
         self._reference = self._embed_torch(self._parity_x)
+        self.ctx = BuildContext(cfg=cfg, pre=self.pre, batch=self.batch, embed_reference=self._embed_torch,
+                                calib_dir=self.calib_dir, parity_x=self._parity_x, labels=self._labels)
         precisions = cfg.precisions or (PRECISIONS if len(cfg.formats) > 1 else ("fp32",))
         results: list[ArtifactResult] = []
         with tempfile.TemporaryDirectory(prefix="edgedistill-export-") as tmp:

@@ -18,14 +18,36 @@ TensorRT's explicit quantisation) and ``export.openvino_export`` (NNCF FakeQuant
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
 from export.parity import ParityResult
 
 SCORE_PERCENTILE = 10  # a quantizer's score: this percentile of its per-image SQNR (dB)
+MIXED_WARNING = 0.25  # above this fraction of quantizers in float, say that int8 may be slower than fp32
+
+
+class QuantGraph(Protocol):
+    """What a runtime's int8 graph offers the search (export.qdq.QDQGraph, export.openvino_export.FakeQuantizeGraph)."""
+
+    model: Any  # the int8 model as the runtime holds it
+
+    @property
+    def quantizers(self) -> list[str]:
+        """The activation quantizers' names, in graph order."""
+
+    def with_float(self, names: list[str]) -> Any:
+        """A copy of the model with the named quantizers bypassed (those activations stay in float)."""
+
+    @staticmethod
+    def runner(model: Any) -> Callable:
+        """(B, 3, S, S) -> (B, D) of a model, on the CPU."""
+
+    def rank(self, images, batch: int = 32, static: bool = False) -> list[tuple[str, float]]:
+        """(quantizer, SQNR score dB) worst first, each measured in isolation (rank_by_sqnr)."""
 
 
 def per_image_sqnr(x: np.ndarray, xq: np.ndarray) -> np.ndarray:
@@ -124,3 +146,49 @@ def fill_gaps(order: Sequence[str], chosen: Iterable[str], gap: int = 1) -> list
 def _trial(k: int, r: ParityResult) -> dict:
     return {"float": k, "passed": r.passed, "min_cosine": round(r.min_cosine, 6),
             "mean_cosine": round(r.mean_cosine, 6), "neighbour_overlap@10": round(r.neighbour_overlap, 4)}
+
+
+def find_float_set(graph: QuantGraph, ctx) -> FallbackResult:
+    """Judge the int8 graph on the calibration images against PyTorch (``ctx.judge_int8``, export.context); if it
+    misses ``FALLBACK_TARGET`` (a margin above the gate), search for the fewest activation quantizers to keep in
+    float (at most ``ctx.cfg.int8_fallback`` of them), then try filling the one-quantizer int8 gaps between them."""
+    calib = ctx.calibration()
+
+    def judge(model):
+        return ctx.judge_int8(graph.runner(model))
+
+    first = judge(graph.model)
+    limit = int(ctx.cfg.int8_fallback * len(graph.quantizers))
+    if first.passed or limit <= 0:
+        return search(graph.quantizers, judge, 0, first)
+    print(f"int8 misses the fallback target on the calibration images ({first.reason}); looking for up to {limit} "
+          f"of {len(graph.quantizers)} activation quantizers to keep in float", file=sys.stderr, flush=True)
+    ranking = graph.rank(calib, ctx.batch.static or 32, ctx.batch.static is not None)
+    result = search([name for name, _ in ranking], lambda names: judge(graph.with_float(names)), limit, first)
+    result.ranking = [(name, float(score)) for name, score in ranking]
+    if result.passed and result.float_quantizers:
+        _contiguous_regions(graph, result, judge, ctx)
+    if len(result.float_quantizers) > MIXED_WARNING * len(graph.quantizers):
+        print(f"note: int8 keeps {len(result.float_quantizers)} of {len(graph.quantizers)} activation quantizers in "
+              "float; a graph this mixed can run slower than fp32 (docs/EXPORT.md): compare them with "
+              "`edgedistill bench` before deploying it", file=sys.stderr, flush=True)
+    return result
+
+
+def _contiguous_regions(graph: QuantGraph, result: FallbackResult, judge, ctx) -> None:
+    """Try the float set with its one-quantizer int8 gaps filled (:func:`fill_gaps`); keep it when it still meets
+    the target and runs faster at batch 1 (both timed, ``ctx.cfg.timing_s`` each)."""
+    added = fill_gaps(graph.quantizers, result.float_quantizers)
+    if not added or ctx.cfg.timing_s <= 0:
+        return
+    filled = result.float_quantizers + added
+    filled_model = graph.with_float(filled)
+    candidate = judge(filled_model)
+    calib = ctx.calibration()
+    before = ctx.time_p50(graph.runner(graph.with_float(result.float_quantizers)), calib)
+    after = ctx.time_p50(graph.runner(filled_model), calib) if candidate.passed else None
+    kept = after is not None and after < before
+    result.regions = {"added": len(added), "passed": candidate.passed, "p50_ms_before": round(before, 4),
+                      "p50_ms_after": None if after is None else round(after, 4), "kept": kept}
+    if kept:
+        result.float_quantizers = filled

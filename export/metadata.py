@@ -41,7 +41,7 @@ def write_metadata(artifact: Path, meta: dict[str, Any]) -> Path:
     if artifact.suffix == ".onnx":
         import onnx
 
-        from export.onnx_export import save_onnx
+        from export.onnx_io import save_onnx
 
         model = onnx.load(str(artifact))
         props = {p.key: p.value for p in model.metadata_props}

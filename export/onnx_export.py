@@ -19,31 +19,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distill.core.atomic import atomic_write_bytes
 from distill.core.embeddings import cosine_rows
-from distill.core.threads import ort_session_options
 from export.batch import BatchSpec
 from export.errors import ExportError
+from export.onnx_io import check_onnx, cpu_session, save_onnx
+from export.qdq import QDQGraph, onnx_fallback
 
 INPUT_NAME, OUTPUT_NAME = "input", "embedding"
 # onnxruntime's static calibrators, in the order --calibration auto tries them: the plain range first (the
 # cheapest, and exact for well-behaved tensors), then the two that clip outliers (a 99.999th-percentile range;
 # the range minimising the KL divergence of the histogram, TensorRT's classic entropy calibration)
 CALIBRATORS = ("minmax", "percentile", "entropy")
-
-
-def save_onnx(model, path: Path) -> None:
-    """Serialise an ONNX ModelProto atomically (single file; students are far below the 2 GB protobuf limit)."""
-    atomic_write_bytes(path, model.SerializeToString())
-
-
-def check_onnx(path: Path) -> None:
-    import onnx
-
-    try:
-        onnx.checker.check_model(str(path), full_check=True)
-    except Exception as exc:
-        raise ExportError(f"onnx.checker rejected '{path.name}': {str(exc).splitlines()[0]}") from None
 
 
 def torch_to_onnx(model: torch.nn.Module, img_size: int, path: Path, batch: BatchSpec, opset: int = 17) -> Path:
@@ -67,15 +53,6 @@ def torch_to_onnx(model: torch.nn.Module, img_size: int, path: Path, batch: Batc
         raise ExportError(f"torch.onnx.export failed: {str(exc).splitlines()[0]}") from None
     check_onnx(path)
     return path
-
-
-def cpu_session(path_or_bytes):
-    """An onnxruntime CPU session of a file or serialised model, quiet."""
-    import onnxruntime as ort
-
-    opts = ort_session_options()
-    src = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
-    return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
 
 
 def simplify(path: Path, img_size: int, batch: BatchSpec) -> bool:
@@ -223,7 +200,7 @@ def build(ctx, precision: str, base_onnx: Path, target: Path, work: Path) -> tup
         calibration = calibrate(ctx, base_onnx, target, work)
         options = {"per_channel": cfg.per_channel, "exclude_nodes": list(cfg.exclude_nodes),
                    "calibration_images": cfg.calib_size, "activations": "uint8", "weights": "int8",
-                   "calibration": calibration, "fallback": ctx.onnx_fallback(target).to_dict()}
+                   "calibration": calibration, "fallback": onnx_fallback(ctx, target).to_dict()}
     options["opset"] = cfg.opset
     return target, options
 
@@ -236,7 +213,6 @@ def calibrate(ctx, base_onnx: Path, target: Path, work: Path) -> dict:
     import onnx
 
     from export.calibration import choose_calibration
-    from export.qdq import QDQGraph
 
     cfg = ctx.cfg
     methods = CALIBRATORS if cfg.calibration == "auto" else (cfg.calibration,)

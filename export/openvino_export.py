@@ -62,7 +62,7 @@ def build(ctx, precision: str, base_onnx: Path, target: Path, work: Path) -> tup
     methods = tuple(RANGES) if cfg.calibration == "auto" else (cfg.calibration,)
     found, calibration = export_openvino_ir(
         base_onnx, target, precision, ctx.calibration(), cfg.calib_size, ctx.accuracy_data(), cfg.max_knn_drop,
-        refine=ctx.openvino_fallback, methods=methods,
+        refine=lambda model: openvino_fallback(ctx, model), methods=methods,
         judge=lambda model: ctx.judge_int8(FakeQuantizeGraph.runner(model)))
     return target, {"subset_size": cfg.calib_size, "max_knn_drop": cfg.max_knn_drop, "preset": "mixed",
                     "activation_ranges": calibration["method"], "calibration": calibration,
@@ -192,3 +192,13 @@ def compile_cpu(model):
     import openvino as ov
 
     return ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+
+
+def openvino_fallback(ctx, model):
+    """``export_openvino_ir``'s refine step: the NNCF-quantised ``ov.Model`` -> (the model to save, its
+    FallbackResult), searched by export.fallback with ``ctx`` (export.context.BuildContext)."""
+    from export.fallback import find_float_set
+
+    graph = FakeQuantizeGraph(model)
+    result = find_float_set(graph, ctx)
+    return (graph.with_float(result.float_quantizers) if result.float_quantizers else model), result

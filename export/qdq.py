@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from distill.core.pieces import chunks
-from export.fallback import rank_by_sqnr
-from export.onnx_export import cpu_session
+from export.fallback import FallbackResult, find_float_set, rank_by_sqnr
+from export.onnx_io import check_onnx, cpu_session, save_onnx
 
 
 class QDQGraph:
@@ -116,3 +116,16 @@ def _prune(graph) -> None:
     used = {i for n in graph.node for i in n.input}
     for t in [t for t in graph.initializer if t.name not in used]:
         graph.initializer.remove(t)
+
+
+def onnx_fallback(ctx, path) -> FallbackResult:
+    """The float fallback of a QDQ int8 ONNX file (onnxruntime's int8, TensorRT's explicit int8), rewritten in place
+    when quantizers are kept in float. ``ctx``: export.context.BuildContext."""
+    import onnx
+
+    graph = QDQGraph(onnx.load(str(path)))
+    result = find_float_set(graph, ctx)
+    if result.float_quantizers:
+        save_onnx(graph.with_float(result.float_quantizers), path)
+        check_onnx(path)
+    return result

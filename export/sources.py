@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 
-from distill.checkpoint import TRAIN_STATE_FILE, head_from_train_state, load_student, with_head
+from distill.checkpoint import head_from_train_state, load_student, with_head
+from distill.core.layout import TRAIN_STATE_FILE
 from distill.core.atomic import sha256_file
-from distill.core.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
-from distill.students import Student, create_student
+from distill.core.preprocess import Preprocess
+from distill.students import Student, create_student, untrained_student
 from export.errors import ExportError
 
 
@@ -46,9 +46,7 @@ def load_source(spec: str, img_size: int | None = None, embedding: str = "backbo
         warnings.warn(f"exporting an UNTRAINED {name} (random weights, seed 0): for toolchain checks only", stacklevel=2)
         if embedding == "head":
             raise ExportError(f"'{spec}' is an untrained architecture with no head; export --embedding backbone")
-        torch.manual_seed(0)
-        model = create_student(name, img_size=size).eval()
-        pre = Preprocess(input_size=size, mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct=1.0 if size <= 64 else 0.875)
+        model, pre = untrained_student(name, size)
         import hashlib
 
         return Source(model, pre, name, hashlib.sha256(spec.encode()).hexdigest(), None, {"untrained": True})

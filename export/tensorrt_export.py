@@ -169,11 +169,12 @@ def build_engine(plan: EnginePlan, trt: ModuleType | None = None) -> Path:
 def engine_onnx(ctx, precision: str, base_onnx: Path, dst: Path, trt_major: int) -> tuple[Path, dict]:
     """The ONNX TensorRT builds ``precision`` from (its TensorRT form) at ``dst``, and what that cost."""
     from export.onnx_export import to_fp16, to_int8
+    from export.qdq import onnx_fallback
 
     options: dict = {}
     if precision == "int8":
         to_int8(base_onnx, dst, ctx.calibration(), symmetric_activations=True, batch=ctx.batch)
-        options["fallback"] = ctx.onnx_fallback(dst).to_dict()  # judged with onnxruntime
+        options["fallback"] = onnx_fallback(ctx, dst).to_dict()  # judged with onnxruntime
     elif needs_fp16_onnx(precision, trt_major):
         to_fp16(base_onnx, dst)
     else:

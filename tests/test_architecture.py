@@ -81,3 +81,77 @@ def test_the_packages_depend_one_way():
         for path in (ROOT / pkg).rglob("*.py"):
             bad = {m for m in _imports(path) if m.split(".")[0] in banned}
             assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
+PACKAGES = ("distill", "export", "bench", "retrieval_demo")
+MAX_LINES = 400
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """project module -> the project modules it imports, at any depth of the file (a lazy import inside a function
+    is an edge too: it still ties the two modules together). ``from pkg import name`` counts as an edge to
+    ``pkg.name`` when that is a module."""
+    modules = {}
+    for pkg in PACKAGES:
+        for path in (ROOT / pkg).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in modules.items():
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                edges.add(node.module)
+                edges.update(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                edges.update(a.name for a in node.names)
+        # a package's __init__ re-exports (lazily) its own modules: that is its API, not a dependency back
+        graph[name] = {m for m in edges if m in modules and m != name and not name.startswith(m + ".")
+                       and not (path.name == "__init__.py" and m.startswith(name + "."))}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    sys.setrecursionlimit(10_000)
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycles_between_project_modules():
+    graph = _module_graph()
+    assert len(graph) > 100 and "export.qdq" in graph["export.onnx_export"]  # the graph is real
+    assert _cycles(graph) == []
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c"]]  # and the finder finds
+
+
+def test_no_module_is_over_400_lines():
+    long = {str(p.relative_to(ROOT)): n for pkg in (*PACKAGES, "tools") for p in (ROOT / pkg).rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines: {long}"

@@ -18,16 +18,14 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 
 from bench.report import cross_check_sections, markdown_table, scenarios_table
 from bench.runner import BenchConfig, run_bench
 from distill.checkpoint import save_student
 from distill.core.atomic import atomic_write_text, write_between_markers
 from distill.core.cli import script
-from distill.core.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from distill.core.progress import progress
-from distill.students import create_student
+from distill.students import untrained_student
 
 STUDENTS = ("mobilenetv3_large_100", "efficientnet_b0", "alexnet")
 NOTES = "<!-- notes: hand-written below this line, kept when the tables are regenerated -->"
@@ -71,9 +69,7 @@ def _student_run(cfg: SuiteConfig, name: str, size: int, out: Path) -> tuple[Pat
     run = out / f"{name}-{size}"
     if not (run / "student.pt").is_file():
         run.mkdir(parents=True, exist_ok=True)
-        torch.manual_seed(0)
-        model = create_student(name, img_size=size).eval()
-        pre = Preprocess(input_size=size, mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct=1.0 if size <= 64 else 0.875)
+        model, pre = untrained_student(name, size)
         save_student(run / "student.pt", model, pre, {"untrained": True, "student": name})
     return run, False
 

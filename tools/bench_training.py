@@ -16,7 +16,6 @@ backward) per image, over the measured peak of the device. Run ``python -m tools
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 import tempfile
@@ -76,13 +75,14 @@ def reference_loader(trainer: Trainer, cfg: TrainBenchConfig):
 
     from distill.core.images import load_rgb
 
-    size, pre = trainer.cfg.img_size, trainer.teacher.preprocess
+    parts = trainer.parts
+    size, pre = parts.cfg.img_size, parts.teacher.preprocess
     ops = [T.RandomResizedCrop(size, scale=(0.2, 1.0)), T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
            T.RandomGrayscale(p=0.2)]
     if size >= 64:
         ops.append(T.RandomApply([T.GaussianBlur(size // 10 * 2 + 1, (0.1, 2.0))], p=0.5))
     ops += [T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(pre.mean, pre.std)]
-    transform, folder = T.Compose(ops), trainer.folder
+    transform, folder = T.Compose(ops), parts.folder
 
     class Images(Dataset):
         def __len__(self):
@@ -91,24 +91,25 @@ def reference_loader(trainer: Trainer, cfg: TrainBenchConfig):
         def __getitem__(self, i):
             return transform(load_rgb(folder.absolute(i)))
 
-    return DataLoader(Images(), batch_size=trainer.local_batch, shuffle=True, drop_last=True,
-                      num_workers=cfg.workers, pin_memory=trainer.device.type == "cuda",
+    return DataLoader(Images(), batch_size=parts.local_batch, shuffle=True, drop_last=True,
+                      num_workers=cfg.workers, pin_memory=parts.device.type == "cuda",
                       persistent_workers=cfg.workers > 0)
 
 
 def reference_step(trainer: Trainer, x: torch.Tensor) -> float:
     """Teacher and student forward on the same (already augmented, normalised) batch, then the update."""
-    x = x.to(trainer.device, non_blocking=True)
+    parts, step = trainer.parts, trainer.step_fn
+    x = x.to(parts.device, non_blocking=True)
     b = x.shape[0]
-    autocast = (torch.autocast("cuda", dtype=trainer.amp_dtype) if trainer.amp_dtype else contextlib.nullcontext())
-    t_x = x if x.shape[-1] == trainer.teacher.preprocess.input_size else torch.nn.functional.interpolate(
-        x, size=trainer.teacher.preprocess.input_size, mode="bilinear", antialias=True, align_corners=False)
-    with torch.no_grad(), autocast:
-        t = trainer.teacher(t_x).float().view(1, b, -1)
-    with autocast:
-        s = trainer.forward(x).float().view(1, b, -1)
-    loss = trainer.loss(s, t, None)
-    trainer.update(loss)
+    size = parts.teacher.preprocess.input_size
+    t_x = x if x.shape[-1] == size else torch.nn.functional.interpolate(
+        x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    with torch.no_grad(), step.autocast():
+        t = parts.teacher(t_x).float().view(1, b, -1)
+    with step.autocast():
+        s = parts.forward(x).float().view(1, b, -1)
+    loss = parts.loss(s, t, None)
+    step.update(loss)
     return float(loss.detach())
 
 
@@ -141,7 +142,7 @@ def measure_mode(cfg: TrainBenchConfig, mode: str, compiled: bool, work: Path, c
                          compile_mode=cfg.compile_mode, queue_size=4096, augmentation="auto",
                          channels_last=channels_last)
     trainer = Trainer(tcfg)
-    trainer.model.train()
+    trainer.parts.model.train()
     if mode == "reference":
         loader = reference_loader(trainer, cfg)
         result = _time_steps(lambda x: reference_step(trainer, x), _cycle(lambda: iter(loader)), cfg, trainer.device)
@@ -202,7 +203,7 @@ def run_training_bench(cfg: TrainBenchConfig, out: str | None = None) -> dict:
         if "cached" in cfg.modes:
             t0 = time.perf_counter()
             cache = work / "cache"
-            build(probe.teacher, probe.folder, cache, load_size=probe.load_size, views=1,
+            build(probe.teacher, probe.folder, cache, load_size=probe.parts.load_size, views=1,
                   augment=AugmentConfig.none(), workers=cfg.workers, device=device)
             cache_seconds = round(time.perf_counter() - t0, 2)
         del probe

@@ -88,15 +88,11 @@ def teacher_spec(teachers: Path, name: str, fmt: str) -> str:
 
 def untrained_row(row: Row, run_dir: Path) -> str:
     """The floor: the student with seed-0 random weights and ImageNet normalisation, evaluated as is."""
-    import torch
-
     from distill.checkpoint import save_student
-    from distill.core.preprocess import Preprocess
-    from distill.students import create_student
+    from distill.students import untrained_student
 
-    torch.manual_seed(0)
-    save_student(run_dir / "student.pt", create_student(row.student, img_size=32).eval(), Preprocess(input_size=32),
-                 {"untrained": True, "seed": 0})
+    model, pre = untrained_student(row.student, 32)
+    save_student(run_dir / "student.pt", model, pre, {"untrained": True, "seed": 0})
     return str(run_dir / "student.pt")
 
 

@@ -16,10 +16,15 @@ def first_line(exc: BaseException) -> str:
 
 
 class EdgeDistillError(Exception):
-    """Base class of every user-facing error."""
+    """Base class of every user-facing error. ``result``: what the command did produce before failing (the export
+    table, the rows a bench could measure), printed before the error line."""
 
     exit_code = 2
     label = "error: "  # printed after "edgedistill: "; a stop on a signal is not an error ("" : distill.stopping)
+
+    def __init__(self, *args, result: dict | None = None):
+        super().__init__(*args)
+        self.result = result
 
 
 class DataError(EdgeDistillError):

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # annotations only: the deploy side imports this module witho
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+SMALL_INPUT = 64  # up to this size a student sees the whole image (crop_pct 1.0)
 ONNX_METADATA_KEY = "edgedistill"  # the metadata_props key under which `edgedistill export` describes an ONNX file
 
 
@@ -45,6 +46,14 @@ class Preprocess:
             raise ModelError(f"std values must be positive, got {self.std}")
         if not 0.0 < self.crop_pct <= 1.0:
             raise ModelError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
+
+    @classmethod
+    def for_student(cls, input_size: int, mean: tuple[float, float, float] = IMAGENET_MEAN,
+                    std: tuple[float, float, float] = IMAGENET_STD) -> "Preprocess":
+        """A student's preprocessing at ``input_size``: the whole image up to 64 px (a CIFAR-sized image has no
+        border to spare), timm's 0.875 centre crop above."""
+        return cls(input_size=input_size, mean=tuple(mean), std=tuple(std),
+                   crop_pct=1.0 if input_size <= SMALL_INPUT else 0.875)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -123,7 +123,7 @@ def test_qdq_fake_quantize_matches_onnxruntime(qdq_mobilenet):
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     probe.graph.output.extend([onnx.ValueInfoProto(name=t), onnx.ValueInfoProto(name=graph.pairs[t][1])])
-    from export.onnx_export import cpu_session
+    from export.onnx_io import cpu_session
 
     _, value, dq = cpu_session(probe.SerializeToString()).run(None, {"input": x[:8]})
     np.testing.assert_allclose(fake_quantize(value, *graph.params[t]), dq, rtol=0, atol=1e-6)

@@ -68,7 +68,7 @@ def test_pick_never_chooses_a_slower_artifact_or_one_that_failed():
 
 def test_format_auto_picks_the_faster_of_two_artifacts_with_a_fake_clock(student_ckpt, tmp_path, monkeypatch):
     """Latency comes from a fake clock: each backend call advances it by that artifact's planted cost."""
-    import export.exporter as exporter_mod
+    import export.context as context_mod
     from distill.core import timing
 
     costs = {"fp32": 0.004, "fp16": 0.001}
@@ -84,7 +84,7 @@ def test_format_auto_picks_the_faster_of_two_artifacts_with_a_fake_clock(student
 
         return timing.measure(call, warmup_s=warmup_s, min_time_s=min_time_s, min_runs=min_runs, clock=clock)
 
-    monkeypatch.setattr(exporter_mod, "measure", fake_measure)
+    monkeypatch.setattr(context_mod, "measure", fake_measure)  # BuildContext.time_p50 times every artifact
     report = export_model(ExportConfig(model=str(student_ckpt), formats=("onnx",), precisions=("fp32", "fp16"),
                                        parity_size=20, out=str(tmp_path), workers=0, pick=True))
     lat = {a["precision"]: a["latency_ms"] for a in report["artifacts"]}

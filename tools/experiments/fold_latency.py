@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import onnx
 
-    from export.onnx_export import cpu_session
+    from export.onnx_io import cpu_session
     from export.qdq import _prune
 
     mixed = onnx.load(args.int8)
