@@ -36,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--cross-check", action="store_true",
                    help="also time every OpenVINO artifact with OpenVINO's benchmark_app (same batch sizes and threads)")
-    p.add_argument("--out", default="bench_report", metavar="DIR")
+    p.add_argument("--out", metavar="DIR", help="report folder (default: bench/ in the first run or export folder "
+                   "named, or beside the first artifact)")
     add_json_flag(p)
 
 
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> dict:
     from pathlib import Path
 
     from bench.runner import BenchConfig, run_bench
-    from distill.core.errors import ConfigError
+    from distill.core.errors import ConfigError, PartialResult
 
     if bool(args.train) != bool(args.val):
         raise ConfigError("--train and --val go together (the kNN bank and its queries)")
@@ -61,12 +62,12 @@ def run(args: argparse.Namespace) -> dict:
             "gate_min_cosine", "gate_overlap@10", "gate_knn", "gate_reason", "error")
     result = {"report_dir": report["report_dir"], "rows": [{k: r.get(k) for k in keys} for r in report["rows"]]}
     failed = {r.get("artifact") or r["backend"]: r.get("error") or "failed" for r in report["rows"] if r["status"] != "ok"}
-    if failed:  # the report of the others is written; the exit status says that not all could be measured
+    if failed:  # the report of the others is written; exit 4 says that not all could be measured
         name, why = next(iter(failed.items()))
-        error = ConfigError(f"{len(failed)} of {len({r.get('artifact') or r['backend'] for r in report['rows']})} "
-                            f"artifact(s) could not be benchmarked, first '{name}': {str(why).splitlines()[0]} "
-                            f"(the others are in {report['report_dir']})", result=result)
-        raise error
+        total = len({r.get("artifact") or r["backend"] for r in report["rows"]})
+        kind = PartialResult if len(failed) < total else ConfigError  # none measured: a plain failure (2)
+        raise kind(f"{len(failed)} of {total} artifact(s) could not be benchmarked, first '{name}': "
+                   f"{str(why).splitlines()[0]} (the report is in {report['report_dir']})", result=result)
     gate_failed = sorted({Path(r["artifact"]).name for r in report["rows"] if r.get("gate") == "fail"})
     if gate_failed:  # measured, and no longer within the export's tolerance on this machine
         from export.errors import ParityError

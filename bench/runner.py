@@ -21,6 +21,7 @@ from bench.environment import contended, environment, load_average, runnable_oth
 from distill.core.deps import available
 from distill.core.embeddings import FolderEmbeddings, bank_overlap, cosine_rows, knn_protocols, neighbour_overlap
 from distill.core.errors import DataError, MissingDependencyError
+from distill.core.log import log
 from distill.core.images import scan_folder
 from distill.core.layout import EXPORT_DIR, STUDENT_FILE
 from distill.core.progress import progress
@@ -48,10 +49,17 @@ class BenchConfig:
     min_runs: int = 20
     rounds: int = 3
     device: str = "cpu"
-    out: str = "bench_report"
+    out: str | None = None  # default: bench/ inside the first target's folder (default_out)
     workers: int = 2
     cross_check: bool = False  # also run OpenVINO's benchmark_app on every OpenVINO artifact (bench.crosscheck)
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def default_out(targets: list[str]) -> Path:
+    """Where a report goes when --out is not given: ``bench/`` in the run (or export) folder named first, or
+    beside the first artifact named; the report lives with what it measured."""
+    first = Path(targets[0])
+    return (first if first.is_dir() else first.parent) / "bench"
 
 
 def expand_targets(targets: list[str], with_torch: bool = True) -> list[Path]:
@@ -68,9 +76,9 @@ def expand_targets(targets: list[str], with_torch: bool = True) -> list[Path]:
                 if with_torch:
                     found.append(p / STUDENT_FILE)
                 else:
-                    print(f"note: torch is not installed, so the PyTorch row of '{p / STUDENT_FILE}' is left out "
-                          "(pip install 'edgedistill[train]' adds it); artifacts are checked against their reference "
-                          "bundle", file=sys.stderr, flush=True)
+                    log.warning(f"note: torch is not installed, so the PyTorch row of '{p / STUDENT_FILE}' is left "
+                                "out (pip install 'edgedistill[train]' adds it); artifacts are checked against their "
+                                "reference bundle")
             export_dir = p / EXPORT_DIR if (p / EXPORT_DIR).is_dir() else p
             found += sorted(f for f in export_dir.iterdir() if f.suffix in artifact_suffixes())
         else:
@@ -145,7 +153,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     if cfg.data or cfg.val:
         folder = scan_folder(cfg.data or cfg.val, 64)
         images = [str(folder.absolute(i)) for i in range(len(folder))]
-    out = Path(cfg.out)
+    out = Path(cfg.out) if cfg.out else default_out(cfg.targets)
     out.mkdir(parents=True, exist_ok=True)
 
     with tempfile.TemporaryDirectory(prefix="edgedistill-bench-") as tmp:
@@ -167,9 +175,9 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     env["load_average"] = {"before": load_before, "after": load_average(), "others_before": others_before,
                            "others_after": others_after}
     if contended(env["load_average"], threads):
-        print(f"note: the machine was busy during the benchmark ({others_before} -> {others_after} other runnable "
-              f"threads on average, load average {load_before} -> {env['load_average']['after']} on {threads} "
-              "threads): latencies are not a quiet machine's", file=sys.stderr, flush=True)
+        log.warning(f"note: the machine was busy during the benchmark ({others_before} -> {others_after} other "
+                    f"runnable threads on average, load average {load_before} -> {env['load_average']['after']} on "
+                    f"{threads} threads): latencies are not a quiet machine's")
     flops, params = _cost(reference)
     rows = _rows(cfg, labels, timings, embeddings, reference, flops, env, gates)
     report = {"config": asdict(cfg), "environment": env, "student": {"checkpoint": str(reference) if reference else None,

@@ -69,6 +69,7 @@ class TrainConfig:
     augmentation: str = "auto"  # mocov2 | light | none | auto (light up to 64 px: see AugmentConfig.light)
     augment: AugmentConfig | None = None  # resolved from `augmentation` unless given field by field
     teacher_center: bool = False  # subtract the teacher's mean embedding (estimated on 2,048 images) before the loss
+    log: tuple[str, ...] = ()  # experiment trackers fed the rows of metrics.jsonl (distill.trackers): tensorboard...
     teacher_options: TeacherOptions = field(default_factory=TeacherOptions)  # the --teacher-* flags
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,6 +92,9 @@ class TrainConfig:
         return cls(augment=AugmentConfig(**aug) if aug else None, teacher_options=TeacherOptions(**teacher), **d)
 
     def validate(self) -> None:
+        from distill.trackers import check_trackers
+
+        check_trackers(tuple(self.log))  # before anything is built: a missing tracker is one line naming its extra
         if self.method not in LOSSES:
             raise ConfigError(f"unknown method '{self.method}'; valid methods: {', '.join(LOSSES)}")
         for name in ("epochs", "batch_size", "hidden_dim", "workers", "log_every"):

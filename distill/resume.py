@@ -9,7 +9,8 @@ from typing import Any
 # evaluation goes); any other difference is refused by name (changed_options), never ignored.
 RESUME_MAY_CHANGE = frozenset({"out", "val", "data", "teacher", "teacher_options", "epochs", "max_steps", "time_budget",
                                "device", "workers", "in_memory", "log_every", "save_every", "eval_every", "eval_bank",
-                               "eval_queries", "amp", "compile", "compile_mode", "teacher_cache", "channels_last"})
+                               "eval_queries", "amp", "compile", "compile_mode", "teacher_cache", "channels_last",
+                               "log"})
 
 
 def changed_options(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:

@@ -8,7 +8,6 @@ same way and use their public fields.
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from distill.augment import AugmentConfig, BatchAugment
 from distill.config import TrainConfig, resolve_config
 from distill.core.errors import ConfigError
+from distill.core.log import log
 from distill.core.images import ImageFolder, native_size, scan_folder
 from distill.core.preprocess import Preprocess
 from distill.distributed import DistContext, gather_cat
@@ -83,8 +83,8 @@ def build_parts(cfg: TrainConfig, dist: DistContext, device: torch.device) -> Ru
     cfg = resolve_config(cfg, teacher_dim=teacher_dim, teacher_input_size=t_pre.input_size,
                          student_features=features, data_size=native_size(folder))
     if asked is None and cfg.img_size != t_pre.input_size and dist.rank == 0:
-        print(f"student input {cfg.img_size} px (the teacher's {t_pre.input_size} px capped at 224 and at the "
-              "images' own size; --img-size sets it), both from the same images", file=sys.stderr, flush=True)
+        log.info(f"student input {cfg.img_size} px (the teacher's {t_pre.input_size} px capped at 224 and at the "
+                 "images' own size; --img-size sets it), both from the same images")
     load_size = max(cfg.img_size, t_pre.input_size)
     cache = open_cache(cfg, teacher, folder, load_size) if cfg.teacher_cache else None
     student = students.get(cfg.img_size) or create_student(cfg.student, img_size=cfg.img_size)

@@ -11,6 +11,7 @@ from distill.checkpoint import load_student
 from distill.config import TrainConfig
 from distill.core.atomic import atomic_write_json
 from distill.core.device import resolve_device
+from distill.core.environment import run_environment
 from distill.core.images import scan_folder
 from distill.distributed import context_from_env, init_distributed, shutdown_distributed
 from distill.embedders import StudentEmbedder
@@ -41,5 +42,7 @@ def train_and_evaluate(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]
             summary["eval"] = None
             summary["eval_skipped"] = "kNN needs class folders in both --data and --val"
     summary["wall_seconds"] = round(time.time() - started, 1)
+    summary["data_fingerprint"] = trainer.folder.fingerprint()
+    summary["environment"] = run_environment(str(trainer.device))  # versions, git commit, hardware
     atomic_write_json(trainer.out / "summary.json", summary)
     return summary

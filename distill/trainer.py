@@ -16,7 +16,6 @@ Run folder: ``config.json`` (resolved config), ``checkpoint.pt`` (full training 
 """
 from __future__ import annotations
 
-import json
 import signal
 import time
 from pathlib import Path
@@ -40,6 +39,7 @@ from distill.run_parts import build_parts
 from distill.schedule import Schedule, TimeBudget
 from distill.stopping import StopSignals, TrainingInterrupted
 from distill.step import TrainStep
+from distill.trackers import MetricsLog
 
 IN_MEMORY_AUTO_BYTES = 2 << 30
 
@@ -180,7 +180,7 @@ class Trainer:
         per_epoch = stream.batches_per_epoch()
         schedule = Schedule(per_epoch, cfg.epochs, cfg.warmup_epochs, cfg.lr, cfg.max_steps)
         self.model.train()
-        metrics = open(self.out / "metrics.jsonl", "a") if main else None
+        metrics = MetricsLog(self.out, cfg.log, cfg.to_dict()) if main else None
         monitor = self._monitor() if main else None
         if monitor is not None and self.step == 0:
             self._evaluate(monitor, metrics)
@@ -227,10 +227,9 @@ class Trainer:
                             window_t, window_n = now, 0
                             bar.set_postfix(epoch=self.epoch, loss=f"{last_loss:.4f}", img_s=f"{ips:.0f}")
                             if metrics:
-                                metrics.write(json.dumps({"step": self.step, "epoch": self.epoch, "loss": last_loss,
-                                                          "lr": lr, "images_per_s": ips, "images_seen": self.images_seen,
-                                                          "elapsed_s": round(self.elapsed, 3)}) + "\n")
-                                metrics.flush()
+                                metrics.write({"step": self.step, "epoch": self.epoch, "loss": last_loss, "lr": lr,
+                                               "images_per_s": ips, "images_seen": self.images_seen,
+                                               "elapsed_s": round(self.elapsed, 3)})
                         if monitor is not None and (self.step % cfg.eval_every == 0 or self.step == schedule.total):
                             self._evaluate(monitor, metrics)
                             window_t = time.perf_counter()  # the evaluation is not training time
@@ -274,8 +273,7 @@ class Trainer:
         row = {"kind": "knn", "step": self.step, "epoch": self.epoch, "images_seen": self.images_seen,
                **{k: round(v, 5) for k, v in result.items()}, "eval_s": round(time.perf_counter() - t0, 2)}
         if metrics:
-            metrics.write(json.dumps(row) + "\n")
-            metrics.flush()
+            metrics.write(row)
 
     def _stop_on_signal(self, signum: int | None, stream: BatchStream, per_epoch: int) -> None:
         """Save where the run stands (the sampler position included) and stop with 128 + signal."""

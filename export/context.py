@@ -41,6 +41,7 @@ class BuildContext:
     calib_dir: str | None  # --calib, else the run's training images
     parity_x: np.ndarray  # the normalised parity images (the gate's inputs)
     labels: np.ndarray | None  # their class labels, when the folder has classes
+    student: Any = None  # the PyTorch student (distill.students.Student) for formats written from it (timm)
     _calib: np.ndarray | None = field(default=None, repr=False)
     _calib_reference: np.ndarray | None = field(default=None, repr=False)
 

@@ -27,6 +27,7 @@ from export.fallback import FallbackResult
 from export.formats import FORMATS, PRECISIONS, get_format
 from export.images import load_uint8, random_uint8
 from export.metadata import now, versions, write_metadata
+from export.model_card import write_model_card
 from export.onnx_export import simplify, torch_to_onnx
 from export.parity import compare
 from export.reference import write_reference
@@ -220,7 +221,8 @@ class Exporter:
         self._parity_x = self.pre.numpy_from_uint8(self._parity_u8)
         self._reference = self._embed_torch(self._parity_x)
         self.ctx = BuildContext(cfg=cfg, pre=self.pre, batch=self.batch, embed_reference=self._embed_torch,
-                                calib_dir=self.calib_dir, parity_x=self._parity_x, labels=self._labels)
+                                calib_dir=self.calib_dir, parity_x=self._parity_x, labels=self._labels,
+                                student=self.source.model)
         precisions = cfg.precisions or (PRECISIONS if len(cfg.formats) > 1 else ("fp32",))
         results: list[ArtifactResult] = []
         with tempfile.TemporaryDirectory(prefix="edgedistill-export-") as tmp:
@@ -255,7 +257,10 @@ class Exporter:
         if gated:  # the on-target gate's bundle (export.reference), before export.json names what it holds
             write_reference(self.out, self._parity_u8, self._reference, self._labels, kind=self._parity_kind,
                             preprocess=self.pre, source=report["source"], artifacts=gated)
-        atomic_write_json(self.out / "export.json", merged_report(self.out / "export.json", report))
+        merged = merged_report(self.out / "export.json", report)
+        atomic_write_json(self.out / "export.json", merged)
+        write_model_card(self.out, merged, self.source.meta,  # beside the artifacts: what they are and how they hold up
+                         self.source.path.parent if self.source.path else None)
         return report
 
 

@@ -18,12 +18,12 @@ TensorRT's explicit quantisation) and ``export.openvino_export`` (NNCF FakeQuant
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
+from distill.core.log import log
 from export.parity import ParityResult
 
 SCORE_PERCENTILE = 10  # a quantizer's score: this percentile of its per-image SQNR (dB)
@@ -161,17 +161,17 @@ def find_float_set(graph: QuantGraph, ctx) -> FallbackResult:
     limit = int(ctx.cfg.int8_fallback * len(graph.quantizers))
     if first.passed or limit <= 0:
         return search(graph.quantizers, judge, 0, first)
-    print(f"int8 misses the fallback target on the calibration images ({first.reason}); looking for up to {limit} "
-          f"of {len(graph.quantizers)} activation quantizers to keep in float", file=sys.stderr, flush=True)
+    log.info(f"int8 misses the fallback target on the calibration images ({first.reason}); looking for up to {limit} "
+             f"of {len(graph.quantizers)} activation quantizers to keep in float")
     ranking = graph.rank(calib, ctx.batch.static or 32, ctx.batch.static is not None)
     result = search([name for name, _ in ranking], lambda names: judge(graph.with_float(names)), limit, first)
     result.ranking = [(name, float(score)) for name, score in ranking]
     if result.passed and result.float_quantizers:
         _contiguous_regions(graph, result, judge, ctx)
     if len(result.float_quantizers) > MIXED_WARNING * len(graph.quantizers):
-        print(f"note: int8 keeps {len(result.float_quantizers)} of {len(graph.quantizers)} activation quantizers in "
-              "float; a graph this mixed can run slower than fp32 (docs/EXPORT.md): compare them with "
-              "`edgedistill bench` before deploying it", file=sys.stderr, flush=True)
+        log.warning(f"note: int8 keeps {len(result.float_quantizers)} of {len(graph.quantizers)} activation "
+                    "quantizers in float; a graph this mixed can run slower than fp32 (docs/EXPORT.md): compare "
+                    "them with `edgedistill bench` before deploying it")
     return result
 
 

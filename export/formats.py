@@ -66,6 +66,9 @@ FORMATS: dict[str, Format] = {
     "tensorrt": Format("tensorrt", (".engine", ".plan"), PRECISIONS, "tensorrt",
                        "export.backends.tensorrt_backend:TensorRTBackend", "export.tensorrt_export:build",
                        "tensorrt", "tensorrt", needs_cuda=True, onnx_form=True),
+    # the backbone with timm's key names (safetensors), loadable by timm.create_model(..., checkpoint_path=FILE)
+    "timm": Format("timm", (".safetensors",), ("fp32",), "timm", "export.backends.timm_backend:TimmBackend",
+                   "export.timm_export:build", "timm", "train"),
 }
 
 

@@ -23,10 +23,18 @@ DEVICE_HELP = ("cpu, or cuda[:N]: search a copy of the index on that GPU (flat a
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    idx = sub.add_parser("index", help="embed a folder and build a faiss index")
+    raw = argparse.RawDescriptionHelpFormatter
+    idx = sub.add_parser("index", help="embed a folder and build a faiss index", formatter_class=raw,
+                         description="Embed every image under --images with an exported model and write a faiss index "
+                                     "folder (index.faiss, embeddings, paths, manifest).\n\nExamples:\n"
+                                     "  edgedistill retrieve index --model student.onnx --images photos/ --out photos.index\n"
+                                     "  edgedistill retrieve index --model student.onnx --images photos/ --out photos.index "
+                                     "--add\n"
+                                     "  edgedistill retrieve index --model student.onnx --images photos/ --out big.index "
+                                     "--index auto --max-memory 2GiB")
     idx.add_argument("--model", required=True, metavar="ARTIFACT", help=".onnx, .xml, .engine or student.pt")
-    idx.add_argument("--images", required=True, metavar="DIR")
-    idx.add_argument("--out", required=True, metavar="INDEX_DIR")
+    idx.add_argument("--images", required=True, metavar="DIR", help="the images to index (searched recursively)")
+    idx.add_argument("--out", required=True, metavar="INDEX_DIR", help="the index folder to write")
     idx.add_argument("--index", default="flat", metavar="KIND",
                      help=f"{kinds_help()}, or auto (chosen from the number of vectors and --max-memory, tuned to "
                           "--target-recall)")
@@ -44,39 +52,57 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     idx.add_argument("--rerank", type=nonnegative_int, default=0, metavar="N",
                      help="re-rank the top N candidates by exact cosine against embeddings.npy, memory-mapped "
                           "(for ivfpq: the codes' small RAM with the raw vectors' ordering; auto sets 100 for ivfpq)")
-    idx.add_argument("--batch-size", type=positive_int, default=64, metavar="N")
-    idx.add_argument("--workers", type=nonnegative_int, default=2, metavar="N")
+    idx.add_argument("--batch-size", type=positive_int, default=64, metavar="N", help="images per model call "
+                     "(default 64)")
+    idx.add_argument("--workers", type=nonnegative_int, default=2, metavar="N", help="image-decoding threads "
+                     "(default 2)")
     idx.add_argument("--add", action="store_true",
                      help="bring an existing index up to date (same model only): embed new images, re-embed changed "
                           "ones (size or mtime), drop removed ones; unchanged images are not re-embedded")
     add_json_flag(idx)
 
-    s = sub.add_parser("search", help="ranked neighbours of query images")
-    s.add_argument("--index", required=True, metavar="INDEX_DIR")
+    s = sub.add_parser("search", help="ranked neighbours of query images", formatter_class=raw,
+                       description="The k nearest indexed images (cosine) of each query image.\n\nExamples:\n"
+                                   "  edgedistill retrieve search --index photos.index query.jpg -k 5\n"
+                                   "  edgedistill retrieve search --index photos.index a.jpg b.jpg --json\n"
+                                   "  edgedistill retrieve search --index big.index q.jpg --nprobe 32 --mmap")
+    s.add_argument("--index", required=True, metavar="INDEX_DIR", help="an index folder from retrieve index")
     s.add_argument("--mmap", action="store_true", help="map the index file instead of reading it (IVF lists stay on disk)")
-    s.add_argument("images", nargs="+", metavar="IMAGE")
-    s.add_argument("-k", type=positive_int, default=10)
-    s.add_argument("--nprobe", type=positive_int, metavar="N")
-    s.add_argument("--ef-search", type=positive_int, metavar="N")
+    s.add_argument("images", nargs="+", metavar="IMAGE", help="query image file(s)")
+    s.add_argument("-k", type=positive_int, default=10, metavar="N", help="neighbours per query (default 10)")
+    s.add_argument("--nprobe", type=positive_int, metavar="N", help="IVF lists searched (default: the index's)")
+    s.add_argument("--ef-search", type=positive_int, metavar="N", help="HNSW search beam (default: the index's)")
     s.add_argument("--device", default="cpu", help=DEVICE_HELP)
     add_json_flag(s)
 
-    v = sub.add_parser("serve", help="the search web page and JSON API")
-    v.add_argument("--index", required=True, metavar="INDEX_DIR")
+    v = sub.add_parser("serve", help="the search web page and JSON API", formatter_class=raw,
+                       description="A search page (upload or pick an image, see its neighbours) and a JSON API "
+                                   "(/api/search), served from the index on this machine.\n\nExamples:\n"
+                                   "  edgedistill retrieve serve --index photos.index                (http://127.0.0.1:8000)\n"
+                                   "  edgedistill retrieve serve --index photos.index --host 0.0.0.0 --port 8080")
+    v.add_argument("--index", required=True, metavar="INDEX_DIR", help="an index folder from retrieve index")
     v.add_argument("--mmap", action="store_true", help="map the index file instead of reading it (IVF lists stay on disk)")
     v.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
-    v.add_argument("--port", type=positive_int, default=8000)
+    v.add_argument("--port", type=positive_int, default=8000, metavar="N", help="port (default 8000)")
     add_json_flag(v)
 
-    e = sub.add_parser("eval", help="precision@k, recall@k and mAP with class folders as labels")
-    e.add_argument("--index", required=True, metavar="INDEX_DIR")
+    e = sub.add_parser("eval", help="precision@k, recall@k and mAP with class folders as labels", formatter_class=raw,
+                       description="Retrieval quality of an index: each query image (its class folder is its label) "
+                                   "searched, precision@k, recall@k and mAP against the indexed images' classes; "
+                                   "for an approximate index also recall against exact search.\n\nExamples:\n"
+                                   "  edgedistill retrieve eval --index photos.index --queries labelled/ -k 1,5,10\n"
+                                   "  edgedistill retrieve eval --index big.index --queries labelled/ --nprobe 64 "
+                                   "--device cuda")
+    e.add_argument("--index", required=True, metavar="INDEX_DIR", help="an index folder from retrieve index")
     e.add_argument("--mmap", action="store_true", help="map the index file instead of reading it (IVF lists stay on disk)")
-    e.add_argument("--queries", required=True, metavar="DIR")
-    e.add_argument("-k", type=positive_ints, default=(1, 5, 10), metavar="1,5,10")
-    e.add_argument("--nprobe", type=positive_int, metavar="N")
-    e.add_argument("--ef-search", type=positive_int, metavar="N")
+    e.add_argument("--queries", required=True, metavar="DIR", help="labelled query images (DIR/<class>/<image>)")
+    e.add_argument("-k", type=positive_ints, default=(1, 5, 10), metavar="1,5,10", help="the k of precision@k "
+                   "and recall@k (default 1,5,10)")
+    e.add_argument("--nprobe", type=positive_int, metavar="N", help="IVF lists searched (default: the index's)")
+    e.add_argument("--ef-search", type=positive_int, metavar="N", help="HNSW search beam (default: the index's)")
     e.add_argument("--limit", type=positive_int, metavar="N", help="class-balanced subset of the queries")
-    e.add_argument("--workers", type=nonnegative_int, default=2, metavar="N")
+    e.add_argument("--workers", type=nonnegative_int, default=2, metavar="N", help="image-decoding threads "
+                   "(default 2)")
     e.add_argument("--device", default="cpu", help=DEVICE_HELP)
     add_json_flag(e)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -32,6 +31,7 @@ from distill.core.deps import require
 from distill.core.embeddings import embed_folder, l2_normalize
 from distill.core.errors import ConfigError, DataError, ModelError, first_line
 from distill.core.images import scan_folder
+from distill.core.log import log
 from distill.core.swap import staged_folder
 from retrieval_demo.auto import choose_index, default_budget, recall_at_k, rerank_exact, tune_recall
 from retrieval_demo.kinds import build_faiss, index_kind, ivf_of, set_search_params
@@ -276,8 +276,8 @@ def build_index(model: str, images: str, out: str, params: IndexParams | None = 
         manifest["auto"] = auto
     _write(folder, index, vectors, paths, manifest, [current[rel] for rel in paths])
     if auto is not None and manifest["index_bytes"] > auto["max_memory"]:
-        print(f"note: the built index takes {manifest['index_bytes'] / 1e6:.1f} MB, over the estimate and the "
-              f"--max-memory budget ({params.max_memory / 1e6:.1f} MB)", file=sys.stderr)
+        log.warning(f"note: the built index takes {manifest['index_bytes'] / 1e6:.1f} MB, over the estimate and the "
+                    f"--max-memory budget ({params.max_memory / 1e6:.1f} MB)")
     return {"num_images": len(paths), "num_added": len(new_paths) - changed, "num_changed": changed,
             "num_removed": len(removed), "num_skipped": skipped, "bytes_per_vector": manifest["bytes_per_vector"],
             "dim": int(vectors.shape[1]), "index": params.kind, "recall@10": manifest["recall@10"],

@@ -57,6 +57,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-channels-last", action="store_true",
                    help="keep the student in NCHW (default NHWC, the faster layout for convolutions on CPU and GPU)")
     p.add_argument("--compile", action="store_true", help="torch.compile the student (compiles for a while first)")
+    p.add_argument("--log", type=_trackers, default=(), metavar="TRACKER[,...]",
+                   help="also send the rows of metrics.jsonl to tensorboard (RUN_DIR/tensorboard), mlflow or wandb "
+                        "(each an extra: pip install 'edgedistill[tensorboard]')")
     p.add_argument("--compile-mode", default="default", metavar="MODE",
                    help="with --compile: default, reduce-overhead (CUDA graphs, for launch-bound GPU steps) or "
                         "max-autotune")
@@ -76,3 +79,61 @@ def same_named_fields(args: argparse.Namespace, config_cls) -> dict:
     values = {k: v for k, v in vars(args).items() if k in names}
     values.update(amp=not args.no_amp, channels_last=not args.no_channels_last)
     return values
+
+
+def add_config_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE",
+                   help="start from a previous run's config.json (or a JSON/YAML file of the same keys); the flags "
+                        "given here override it")
+
+
+def train_config(args: argparse.Namespace, values: dict, *, loss_options: dict, teacher_options,
+                 augmentation: str | None):
+    """The TrainConfig of a command: ``values`` (same-named fields and the command's own) with its loss options,
+    teacher options and augmentation preset; with ``--config FILE`` the file is the base and only the flags given
+    on the command line (``args._given``) override it. A config without --data (or --teacher, for train) is one
+    line naming the flag."""
+    import dataclasses
+
+    from distill.config import TrainConfig
+    from distill.core.config_file import load_config_file
+    from distill.core.errors import ConfigError
+
+    if not getattr(args, "config", None):
+        missing = [k for k in ("data", "teacher") if k in values and values[k] is None and k in _required(args)]
+        if missing:
+            raise ConfigError(f"{args.command} needs --{missing[0]} (or --config FILE naming it)")
+        return TrainConfig(**values, loss_options=loss_options, teacher_options=teacher_options,
+                           augmentation=augmentation)
+    given = getattr(args, "_given", None)
+    given = set(values) if given is None else given
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    base = TrainConfig.from_dict({"data": None, "teacher": None, **load_config_file(args.config, fields)})
+    changes = {k: v for k, v in values.items() if k in given or k in _derived_given(given, k)}
+    if given & {o for o in loss_options}:
+        changes["loss_options"] = {**base.loss_options, **{k: v for k, v in loss_options.items() if k in given}}
+    teacher_given = {k.split("_", 1)[1] for k in given if k.startswith("teacher_") and k != "teacher_cache"}
+    if teacher_given:
+        changes["teacher_options"] = dataclasses.replace(
+            base.teacher_options, **{k: getattr(teacher_options, k) for k in teacher_given
+                                     if hasattr(teacher_options, k)})
+    if "augment" in given:
+        changes.update(augmentation=augmentation, augment=None)
+    cfg = dataclasses.replace(base, **changes)
+    if cfg.data is None:
+        raise ConfigError(f"--config '{args.config}' names no data; add --data DIR")
+    return cfg
+
+
+def _derived_given(given: set[str], key: str) -> set[str]:
+    """The config fields set by a negated switch: --no-amp sets amp, --no-channels-last channels_last."""
+    return {key} if (key == "amp" and "no_amp" in given) or (key == "channels_last" and "no_channels_last" in given) \
+        else set()
+
+
+def _required(args: argparse.Namespace) -> set[str]:
+    return {"data", "teacher"} if args.command == "train" else {"data"}
+
+
+def _trackers(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())

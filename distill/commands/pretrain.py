@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from distill.commands.common import add_run_arguments, same_named_fields
+from distill.commands.common import add_config_flag, add_run_arguments, same_named_fields, train_config
 from distill.core.cli import add_json_flag, floats3, momentum, nonnegative_float, positive_float, positive_int
 from distill.methods import PRETRAIN_METHODS, methods_help
 
@@ -21,7 +21,8 @@ HELP = "self-supervised pretraining without a teacher (MoCo-v2, SimCLR): the bas
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, metavar="DIR", help="training images (root/<class>/<img> or flat)")
+    p.add_argument("--data", metavar="DIR", help="training images (root/<class>/<img> or flat); required unless "
+                   "--config names them")
     p.add_argument("--model", default="mobilenetv3_large_100", metavar="NAME",
                    help="alexnet, mobilenetv3_large_100, efficientnet_b0, or any timm/torchvision name")
     p.add_argument("--method", default="mocov2", choices=PRETRAIN_METHODS, help=methods_help(PRETRAIN_METHODS))
@@ -43,6 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--augment", default="mocov2", choices=["mocov2", "light", "none"])
     add_run_arguments(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    add_config_flag(p)
     add_json_flag(p)
 
 
@@ -53,11 +55,13 @@ def config_from_args(args: argparse.Namespace):
     from distill.teachers import TeacherOptions
 
     values = same_named_fields(args, TrainConfig)
+    if "model" in getattr(args, "_given", ()):  # --model is the config's student
+        args._given = args._given | {"student"}
     values.update(teacher=None, student=args.model, base_lr=0.03,
                   queue_size=args.queue_size if args.method == "mocov2" else None)
     options = {"temperature": args.temperature} if args.temperature is not None else {}
-    return TrainConfig(**values, loss_options=options, augmentation=args.augment,
-                       teacher_options=TeacherOptions(mean=args.mean, std=args.std))
+    return train_config(args, values, loss_options=options, augmentation=args.augment,
+                        teacher_options=TeacherOptions(mean=args.mean, std=args.std))
 
 
 def run(args: argparse.Namespace) -> dict:

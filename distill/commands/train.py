@@ -4,6 +4,7 @@ Examples:
   edgedistill train --data cifar10/train --val cifar10/test --teacher cifar_resnet56.onnx \\
       --student mobilenetv3_large_100 --method seed --epochs 5 --out runs/seed
   edgedistill train --out runs/seed --resume ...   (continue from the last checkpoint)
+  edgedistill train --config runs/seed/config.json --lr 0.05 --out runs/seed-lr05   (replay a run, one change)
   edgedistill cache-teacher --data cifar10/train --teacher cifar_resnet56.onnx --out runs/cache
   edgedistill train ... --teacher-cache runs/cache   (teacher embeddings read, not computed)
   torchrun --nproc_per_node 4 -m distill train ...   (data-parallel; --batch-size is the global batch)
@@ -14,7 +15,8 @@ from __future__ import annotations
 
 import argparse
 
-from distill.commands.common import add_run_arguments, add_teacher_arguments, same_named_fields, teacher_options
+from distill.commands.common import (add_config_flag, add_run_arguments, add_teacher_arguments, same_named_fields,
+                                     teacher_options, train_config)
 from distill.core.cli import (add_json_flag, momentum, nonnegative_float, nonnegative_int, positive_float,
                               positive_int)
 from distill.methods import DISTILL_METHODS, HEADS, LOSS_OPTIONS, methods_help
@@ -23,8 +25,9 @@ HELP = "distil a teacher into a student (SEED, CompRess, DisCo)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, metavar="DIR", help="training images (root/<class>/<img> or flat)")
-    p.add_argument("--teacher", required=True, metavar="SPEC",
+    p.add_argument("--data", metavar="DIR", help="training images (root/<class>/<img> or flat); required unless "
+                   "--config names them")
+    p.add_argument("--teacher", metavar="SPEC",
                    help="timm:NAME, torchvision:NAME, a TorchScript or ONNX file, or a checkpoint with --teacher-arch")
     p.add_argument("--student", default="mobilenetv3_large_100", metavar="NAME",
                    help="alexnet, mobilenetv3_large_100, efficientnet_b0, or any timm/torchvision name")
@@ -68,6 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="teacher embeddings from edgedistill cache-teacher: the teacher is never run")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     add_teacher_arguments(p)
+    add_config_flag(p)
     add_json_flag(p)
 
 
@@ -77,8 +81,8 @@ def config_from_args(args: argparse.Namespace):
     from distill.config import TrainConfig
 
     loss_options = {o.name: getattr(args, o.name) for o in LOSS_OPTIONS if getattr(args, o.name) is not None}
-    return TrainConfig(**same_named_fields(args, TrainConfig), loss_options=loss_options,
-                       augmentation=args.augment, teacher_options=teacher_options(args))
+    return train_config(args, same_named_fields(args, TrainConfig), loss_options=loss_options,
+                        teacher_options=teacher_options(args), augmentation=args.augment)
 
 
 def run(args: argparse.Namespace) -> dict:

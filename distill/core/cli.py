@@ -24,6 +24,7 @@ from types import ModuleType
 
 from distill.core.deps import missing_extra
 from distill.core.errors import EdgeDistillError
+from distill.core.log import configure_cli_logging, log
 from distill.core.signals import environment_error, interrupt_message, sigterm_as_interrupt
 from distill.core.threads import configure_threads
 
@@ -40,7 +41,24 @@ def command_modules() -> dict[str, str]:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"edgedistill: warning: {message}", file=sys.stderr)
+    log.warning(f"warning: {message}")
+
+
+def add_common_flags(parser: argparse.ArgumentParser) -> None:
+    """--quiet / --verbose, on every command (distill.core.log)."""
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("-q", "--quiet", action="store_true", help="only warnings, errors and the result (no progress bars)")
+    g.add_argument("-v", "--verbose", action="store_true", help="debug messages as well")
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    try:
+        return package_version("edgedistill")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown (not installed)"
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
@@ -49,20 +67,41 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgedistill", description="Label-free distillation of self-supervised "
-                                     "vision models into small students, export, benchmark and retrieval.")
+                                     "vision models into small students, export, benchmark and retrieval.",
+                                     epilog="Exit statuses: 0 done; 2 a user error (one line on stderr); 3 an "
+                                     "artifact fails its parity gate; 4 a bench measured only some artifacts; "
+                                     "130/143 stopped by Ctrl-C/SIGTERM. The API: import edgedistill.")
+    parser.add_argument("--version", action="version", version=f"edgedistill {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, path in command_modules().items():
         module = importlib.import_module(path)
         p = sub.add_parser(name, help=module.HELP, description=module.__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)
-        p.set_defaults(_module=module)
+        add_common_flags(p)
+        p.set_defaults(_module=module, command=name)
+    parser.commands = sub.choices  # name -> its parser (for given_flags)
     return parser
 
 
 def execute(module: ModuleType, args: argparse.Namespace) -> int:
     """Run one command: print its result, turn user errors into one line and exit code 2."""
     warnings.showwarning = _show_warning
+    quiet = getattr(args, "quiet", False)
+    configure_cli_logging(quiet, getattr(args, "verbose", False))
+    progress_env = os.environ.get("EDGEDISTILL_PROGRESS")
+    if quiet:
+        os.environ["EDGEDISTILL_PROGRESS"] = "0"
+    try:
+        return _execute(module, args)
+    finally:
+        if quiet:  # an in-process caller (a test, the API) gets its environment back
+            os.environ.pop("EDGEDISTILL_PROGRESS", None)
+            if progress_env is not None:
+                os.environ["EDGEDISTILL_PROGRESS"] = progress_env
+
+
+def _execute(module: ModuleType, args: argparse.Namespace) -> int:
     configure_threads(getattr(args, "threads", None))  # before the command imports torch
     try:
         with sigterm_as_interrupt():
@@ -80,10 +119,20 @@ def execute(module: ModuleType, args: argparse.Namespace) -> int:
         code = report_failure(exc, "edgedistill")
         if code is None:
             raise
+        if getattr(args, "json", False):  # a script reading stdout gets the failure as JSON too
+            print(json.dumps({"error": failure_message(exc), "exit_code": code}))
         return code
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone reports
         _print_result(module, args, result)
     return 0
+
+
+def failure_message(exc: BaseException) -> str:
+    """The one-line message of a user error, file-system failure or interrupt (what report_failure prints)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return interrupt_message(exc)[0]
+    error = exc if isinstance(exc, EdgeDistillError) else environment_error(exc) if isinstance(exc, OSError) else exc
+    return str(error)
 
 
 def report_failure(exc: BaseException, prog: str) -> int | None:
@@ -109,7 +158,12 @@ def _print_result(module: ModuleType, args: argparse.Namespace, result: dict) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from distill.core.config_file import given_flags
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args._given = given_flags(parser.commands[args.command], argv)  # what a --config file must not override
     return execute(args._module, args)
 
 

@@ -27,6 +27,13 @@ class EdgeDistillError(Exception):
         self.result = result
 
 
+class PartialResult(EdgeDistillError):
+    """A command finished part of its work (a bench that measured some artifacts and not others): its result
+    holds what was done."""
+
+    exit_code = 4
+
+
 class DataError(EdgeDistillError):
     """An image folder is missing, empty, unreadable or has the wrong layout."""
 
