@@ -19,13 +19,13 @@ from distill.evaluate import evaluate_knn
 from distill.trainer import Trainer
 
 
-def train_and_evaluate(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
+def train_and_evaluate(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     started = time.time()
     val_folder = scan_folder(cfg.val) if cfg.val else None  # fail on a bad --val before training, not after
     ctx = context_from_env()
     device = init_distributed(ctx, resolve_device(cfg.device))
     try:
-        trainer = Trainer(cfg, resume=resume, dist=ctx, device=device)
+        trainer = Trainer(cfg, resume=resume, dist=ctx, device=device, overwrite=overwrite)
         summary = trainer.fit()
     finally:
         shutdown_distributed()

@@ -16,6 +16,7 @@ Run folder: ``config.json`` (resolved config), ``checkpoint.pt`` (full training 
 """
 from __future__ import annotations
 
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -50,11 +51,12 @@ class Trainer:
     each step from :class:`distill.step.TrainStep`; :meth:`fit` trains and returns the summary."""
 
     def __init__(self, cfg: TrainConfig, resume: bool = False, dist: DistContext = DistContext(),
-                 device: torch.device | None = None):
+                 device: torch.device | None = None, overwrite: bool = False):
         cfg.validate()
         self.dist, self.rank, self.world_size = dist, dist.rank, dist.world_size
         self.out = Path(cfg.out or f"runs/{cfg.student.replace(':', '_')}-{cfg.method}")
-        self._check_run_folder(resume)
+        self.replaced: Path | None = None  # --overwrite: the old run, set aside until the new one has a checkpoint
+        self._check_run_folder(resume, overwrite)
         self.parts = build_parts(cfg, dist, device or resolve_device(cfg.device))
         self.step_fn = TrainStep(self.parts)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
@@ -78,15 +80,25 @@ class Trainer:
         return self.step_fn(images, indices, self.step)
 
     # -- run folder ---------------------------------------------------------------------------------------
-    def _check_run_folder(self, resume: bool) -> None:
+    def _check_run_folder(self, resume: bool, overwrite: bool = False) -> None:
         if self.out.exists() and not self.out.is_dir():
             raise CheckpointError(f"--out '{self.out}' is a file, not a run folder; choose another --out")
         state = self.out / TRAIN_STATE_FILE
+        if resume and overwrite:
+            raise CheckpointError("--resume continues the run in --out and --overwrite replaces it; use one of them")
         if resume and not state.is_file():
             raise CheckpointError(f"--resume: '{self.out}' holds no {TRAIN_STATE_FILE} to continue from; drop --resume to start")
-        if not resume and (state.is_file() or (self.out / STUDENT_FILE).is_file()):
-            raise CheckpointError(f"run folder '{self.out}' already holds a run; pass --resume to continue it "
-                                  "or --out NEW_FOLDER for a new one")
+        holds_run = state.is_file() or (self.out / STUDENT_FILE).is_file()
+        if not resume and holds_run and not overwrite:
+            raise CheckpointError(f"run folder '{self.out}' already holds a run; pass --resume to continue it, "
+                                  "--overwrite to replace it, or --out NEW_FOLDER for a new one")
+        if overwrite and holds_run and self.rank == 0:
+            # set aside whole (one rename), deleted once the new run has written its first checkpoint: a run that
+            # fails before that leaves the old one beside --out, not lost
+            self.replaced = self.out.with_name(f".{self.out.name}.replaced")
+            if self.replaced.exists():
+                shutil.rmtree(self.replaced)
+            self.out.rename(self.replaced)
 
     def _teacher_fingerprint(self) -> str | None:
         return self.teacher.fingerprint() if self.teacher is not None else None
@@ -148,6 +160,9 @@ class Trainer:
         if self.rank != 0:
             return
         atomic_torch_save(self._state(), self.out / TRAIN_STATE_FILE)
+        if self.replaced is not None:  # the new run has a checkpoint: the old one goes
+            shutil.rmtree(self.replaced, ignore_errors=True)
+            self.replaced = None
         head = head_entry(self.model.head, self.cfg.head, self.cfg.hidden_dim, self.cfg.embed_dim)
         save_student(self.out / STUDENT_FILE, self.model.student, self.parts.student_pre, self.cfg.to_dict(),
                      {"teacher": self.cfg.teacher, "method": self.cfg.method, "step": self.step, "head": head,

@@ -59,6 +59,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     idx.add_argument("--add", action="store_true",
                      help="bring an existing index up to date (same model only): embed new images, re-embed changed "
                           "ones (size or mtime), drop removed ones; unchanged images are not re-embedded")
+    idx.add_argument("--overwrite", action="store_true",
+                     help="replace an existing index at --out (the old one stays whole until the new one is complete)")
     add_json_flag(idx)
 
     s = sub.add_parser("search", help="ranked neighbours of query images", formatter_class=raw,
@@ -119,8 +121,10 @@ def run(args: argparse.Namespace) -> dict:
                              pq_m=args.pq_m, pq_bits=args.pq_bits, opq=args.opq, target_recall=args.target_recall,
                              rerank=args.rerank,
                              max_memory=parse_bytes(args.max_memory) if args.max_memory else None)
+        if args.add and args.overwrite:
+            raise ConfigError("--add extends the index at --out and --overwrite replaces it; use one of them")
         return build_index(args.model, args.images, args.out, params, batch_size=args.batch_size, add=args.add,
-                           workers=args.workers)
+                           workers=args.workers, overwrite=args.overwrite)
     if args.action == "search":
         from retrieval_demo.search import Searcher
 

@@ -214,7 +214,7 @@ def _npy_bytes(array: np.ndarray) -> bytes:
 
 
 def build_index(model: str, images: str, out: str, params: IndexParams | None = None, batch_size: int = 64,
-                add: bool = False, workers: int = 2) -> dict[str, Any]:
+                add: bool = False, workers: int = 2, overwrite: bool = False) -> dict[str, Any]:
     """Embed every readable image under ``images`` with the artifact ``model`` and write (or extend) the index."""
     from export.backends import load_backend
 
@@ -237,8 +237,9 @@ def build_index(model: str, images: str, out: str, params: IndexParams | None = 
                               "that same folder")
         old_vectors, old_paths, params = existing.embeddings(), existing.paths, existing.params
         old_stamps = existing.file_stamps()
-    elif (folder / MANIFEST).is_file():
-        raise ConfigError(f"'{folder}' already holds an index; pass --add to extend it or choose another --out")
+    elif (folder / MANIFEST).is_file() and not overwrite:  # --overwrite: the new index is switched in whole at the end
+        raise ConfigError(f"'{folder}' already holds an index; pass --add to extend it, --overwrite to replace it, "
+                          "or choose another --out")
 
     scanned = scan_folder(root)
     present = set(scanned.paths)

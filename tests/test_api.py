@@ -248,3 +248,21 @@ def test_every_command_and_action_has_help_with_examples():
                     assert a.help or a.dest in ("help", "json"), f"{name} {verb} {a.option_strings or a.dest}: no help"
     train_help = "".join(parser.commands["train"].format_help().split())
     assert all(f"{m}:" in train_help for m in DISTILL_METHODS)
+
+
+def test_overwrite_replaces_a_run_and_an_index(world, trained, tmp_path):
+    common = dict(data=str(world / "images/train"), teacher=str(world / "teacher.onnx"), student="mobilenetv3_small_050",
+                  img_size=32, batch_size=8, queue_size=64, workers=0, out=str(tmp_path / "run"))
+    edgedistill.train(max_steps=1, **common)
+    with pytest.raises(edgedistill.CheckpointError, match="--overwrite to replace it"):
+        edgedistill.train(max_steps=2, **common)
+    again = edgedistill.train(max_steps=2, overwrite=True, **common)
+    assert again["steps"] == 2 and json.loads((tmp_path / "run/config.json").read_text())["max_steps"] == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # the old run, set aside, is gone once replaced
+    model = str(Path(trained["run_dir"]) / "student.pt")
+    edgedistill.index(model=model, images=str(world / "images/train"), out=str(tmp_path / "idx"), workers=0)
+    with pytest.raises(edgedistill.ConfigError, match="--overwrite to replace it"):
+        edgedistill.index(model=model, images=str(world / "queries"), out=str(tmp_path / "idx"), workers=0)
+    replaced = edgedistill.index(model=model, images=str(world / "queries"), out=str(tmp_path / "idx"), workers=0,
+                                 overwrite=True)
+    assert replaced["num_images"] == 6 and json.loads((tmp_path / "idx/manifest.json").read_text())["num_images"] == 6

@@ -44,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--augment", default="mocov2", choices=["mocov2", "light", "none"])
     add_run_arguments(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in --out (set aside, deleted once the new run has its first checkpoint)")
     add_config_flag(p)
     add_json_flag(p)
 
@@ -67,7 +69,7 @@ def config_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> dict:
     from distill.train_run import train_and_evaluate
 
-    return train_and_evaluate(config_from_args(args), resume=args.resume)
+    return train_and_evaluate(config_from_args(args), resume=args.resume, overwrite=args.overwrite)
 
 
 def format_result(r: dict) -> str:
