@@ -35,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=positive_int, default=3, help="interleaved rounds; medians are reported")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--cross-check", action="store_true",
-                   help="also time every OpenVINO artifact with OpenVINO's benchmark_app (same batch sizes and threads)")
+                   help="also time every OpenVINO artifact with OpenVINO's benchmark_app (same batch sizes and "
+                        "threads)")
     p.add_argument("--out", metavar="DIR", help="report folder (default: bench/ in the first run or export folder "
                    "named, or beside the first artifact)")
     add_json_flag(p)
@@ -61,11 +62,14 @@ def run(args: argparse.Namespace) -> dict:
             "images_per_s", "peak_rss_mb", "size_mb", "knn_top1", "knn_delta", "min_cosine", "gate",
             "gate_min_cosine", "gate_overlap@10", "gate_knn", "gate_reason", "error")
     result = {"report_dir": report["report_dir"], "rows": [{k: r.get(k) for k in keys} for r in report["rows"]]}
-    failed = {r.get("artifact") or r["backend"]: r.get("error") or "failed" for r in report["rows"] if r["status"] != "ok"}
+    failed = {r.get("artifact") or r["backend"]: r.get("error") or "failed"
+              for r in report["rows"] if r["status"] != "ok"}
     if failed:  # the report of the others is written; exit 4 says that not all could be measured
         name, why = next(iter(failed.items()))
         total = len({r.get("artifact") or r["backend"] for r in report["rows"]})
-        kind = PartialResult if len(failed) < total else ConfigError  # none measured: a plain failure (2)
+        # partial (4) when an artifact was measured; only the PyTorch reference row, or nothing: a failure (2)
+        measured = any(r["status"] == "ok" and r["backend"] != "torch" for r in report["rows"])
+        kind = PartialResult if measured else ConfigError
         raise kind(f"{len(failed)} of {total} artifact(s) could not be benchmarked, first '{name}': "
                    f"{str(why).splitlines()[0]} (the report is in {report['report_dir']})", result=result)
     gate_failed = sorted({Path(r["artifact"]).name for r in report["rows"] if r.get("gate") == "fail"})
@@ -84,4 +88,5 @@ def format_result(result: dict) -> str:
     from pathlib import Path
 
     md = Path(result["report_dir"]) / "report.md"
-    return md.read_text() + f"\nreports: {result['report_dir']} (report.json, report.csv, report.md, latency_vs_accuracy.png)"
+    return md.read_text() + (f"\nreports: {result['report_dir']} (report.json, report.csv, report.md, "
+                             "latency_vs_accuracy.png)")

@@ -8,7 +8,8 @@ from functools import lru_cache
 
 from export.metadata import versions
 
-INTERESTING_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_bf16", "avx512_bf16", "f16c")
+INTERESTING_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_bf16", "avx512_bf16",
+                     "f16c")
 
 
 def cpu_info() -> dict:
@@ -23,7 +24,8 @@ def cpu_info() -> dict:
     except OSError:
         pass
     return {"model": model, "flags": sorted(f for f in INTERESTING_FLAGS if f in flags),
-            "logical_cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
+            "logical_cores": os.cpu_count(),
+            "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
 
 
 def memory_gb() -> float | None:

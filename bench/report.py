@@ -8,11 +8,11 @@ from pathlib import Path
 
 from distill.core.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 
-CSV_COLUMNS = ("backend", "precision", "batch_size", "img_size", "status", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "mean_ms",
-               "std_ms", "images_per_s", "e2e_p50_ms", "speedup_vs_torch", "floor_ms", "peak_rss_mb", "size_mb",
-               "knn_top1", "knn_delta", "min_cosine", "mean_cosine", "neighbour_overlap@10", "gate", "gate_images",
-               "gate_min_cosine", "gate_mean_cosine", "gate_overlap@10", "gate_knn", "gate_knn_reference", "gate_reason",
-               "artifact", "error")
+CSV_COLUMNS = ("backend", "precision", "batch_size", "img_size", "status", "p50_ms", "p90_ms", "p99_ms", "p999_ms",
+               "mean_ms", "std_ms", "images_per_s", "e2e_p50_ms", "speedup_vs_torch", "floor_ms", "peak_rss_mb",
+               "size_mb", "knn_top1", "knn_delta", "min_cosine", "mean_cosine", "neighbour_overlap@10", "gate",
+               "gate_images", "gate_min_cosine", "gate_mean_cosine", "gate_overlap@10", "gate_knn",
+               "gate_knn_reference", "gate_reason", "artifact", "error")
 
 
 def _fmt(v, digits: int = 2) -> str:
@@ -88,7 +88,8 @@ def scenarios(report: dict) -> list[dict]:
 
 
 def scenarios_table(report: dict) -> str:
-    lines = ["| backend | precision | single-stream p90 ms (batch 1) | offline images/s | at batch |", "|---|---|---|---|---|"]
+    lines = ["| backend | precision | single-stream p90 ms (batch 1) | offline images/s | at batch |",
+             "|---|---|---|---|---|"]
     for s in report.get("scenarios") or scenarios(report):
         lines.append(f"| {s['backend']} | {s['precision']} | {_fmt(s['single_stream_p90_ms'])} | "
                      f"{_fmt(s['offline_images_per_s'], 0)} | {s['offline_batch_size']} |")

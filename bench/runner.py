@@ -164,7 +164,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         bar = progress(total=cfg.rounds * len(labels), desc="latency", unit="run")
         for _ in range(cfg.rounds):
             for lab in labels:
-                timings[lab["artifact"]].append(_run_worker({**base, "task": "timing", "artifact": lab["artifact"]}, work, threads))
+                job = {**base, "task": "timing", "artifact": lab["artifact"]}
+                timings[lab["artifact"]].append(_run_worker(job, work, threads))
                 bar.update(1)
         bar.close()
         others_after = runnable_others()
@@ -180,8 +181,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
                     f"{threads} threads): latencies are not a quiet machine's")
     flops, params = _cost(reference)
     rows = _rows(cfg, labels, timings, embeddings, reference, flops, env, gates)
-    report = {"config": asdict(cfg), "environment": env, "student": {"checkpoint": str(reference) if reference else None,
-                                                                      "flops_per_image": flops, "params": params},
+    student = {"checkpoint": str(reference) if reference else None, "flops_per_image": flops, "params": params}
+    report = {"config": asdict(cfg), "environment": env, "student": student,
               "rows": rows, "report_dir": str(out)}
     if cfg.cross_check:
         from bench.crosscheck import cross_check, offline_check
@@ -198,7 +199,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
 def _embeddings(cfg: BenchConfig, labels: list[dict], work: Path, threads: int) -> dict[str, dict]:
     """Per backend: bank and query embeddings (or parity images when there is no labelled split)."""
     if cfg.train and cfg.val:
-        spec = {"bank": {"dir": cfg.train, "limit": cfg.train_limit}, "queries": {"dir": cfg.val, "limit": cfg.val_limit}}
+        spec = {"bank": {"dir": cfg.train, "limit": cfg.train_limit},
+                "queries": {"dir": cfg.val, "limit": cfg.val_limit}}
     elif cfg.data or cfg.val:
         spec = {"queries": {"dir": cfg.data or cfg.val, "limit": min(cfg.val_limit, 200)}}
     else:
@@ -273,7 +275,8 @@ def _rows(cfg, labels, timings, embeddings, reference, flops, env, gates=None) -
         acc = _accuracy(embeddings.get(lab["artifact"], {}), ref_emb, ref_knn)
         for bs in cfg.batch_sizes:
             row = {"backend": lab["backend"], "precision": lab["precision"], "batch_size": bs, "img_size": None,
-                   "status": "error", "p50_ms": None, "p90_ms": None, "p99_ms": None, "p999_ms": None, "mean_ms": None, "std_ms": None,
+                   "status": "error", "p50_ms": None, "p90_ms": None, "p99_ms": None, "p999_ms": None, "mean_ms": None,
+                   "std_ms": None,
                    "images_per_s": None, "e2e_p50_ms": None, "peak_rss_mb": None, "size_mb": None,
                    **acc, **_gate_columns((gates or {}).get(lab["artifact"])), "artifact": lab["artifact"],
                    "error": None}
@@ -287,7 +290,8 @@ def _rows(cfg, labels, timings, embeddings, reference, flops, env, gates=None) -
                 p50 = _median([i["p50_ms"] for i in infer])
                 row.update(status="ok", img_size=good[0]["img_size"], p50_ms=p50,
                            p90_ms=_median([i["p90_ms"] for i in infer]), p99_ms=_median([i["p99_ms"] for i in infer]),
-                           p999_ms=_median(p999) if (p999 := [i["p999_ms"] for i in infer if i.get("p999_ms")]) else None,
+                           p999_ms=(_median(p999) if (p999 := [i["p999_ms"] for i in infer if i.get("p999_ms")])
+                                    else None),
                            mean_ms=_median([i["mean_ms"] for i in infer]), std_ms=_median([i["std_ms"] for i in infer]),
                            images_per_s=bs / (p50 / 1e3), peak_rss_mb=max(r["peak_rss_mb"] for r in good),
                            size_mb=good[0]["size_bytes"] / 1e6, rounds=len(good))
@@ -325,7 +329,8 @@ def _accuracy(emb: dict, ref: dict, ref_knn: float | None) -> dict:
         cos = cosine_rows(rq.features, q.features)
         acc["min_cosine"], acc["mean_cosine"] = float(cos.min()), float(cos.mean())
         if "bank" in emb and "bank" in ref:
-            acc["neighbour_overlap@10"] = bank_overlap(ref["bank"].features, rq.features, emb["bank"].features, q.features)
+            acc["neighbour_overlap@10"] = bank_overlap(ref["bank"].features, rq.features, emb["bank"].features,
+                                                       q.features)
         else:
             acc["neighbour_overlap@10"] = neighbour_overlap(rq.features, q.features)
     return acc

@@ -1,6 +1,7 @@
 """One backend, measured in a fresh process (so that its peak memory and its runtime's threads are its own).
 
-``python bench/worker.py JOB.json`` (by file path, see bench.runner) reads a job, writes a JSON result as the last line of stdout:
+``python bench/worker.py JOB.json`` (by file path, see bench.runner) reads a job, writes a JSON result as the last
+line of stdout:
 
 * ``timing``: inference latency per batch size on a ready, preprocessed batch, and end-to-end latency (decode,
   preprocess, infer) on real image files, plus the process's peak resident memory;

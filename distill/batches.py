@@ -144,9 +144,15 @@ class BatchStream:
                 idx = torch.from_numpy(chunk)
                 yield Batch(self.memory.images.index_select(0, idx), idx)
             return
-        loader = DataLoader(ImageDataset(self.folder, self.size, self.crop_pct), batch_sampler=[c.tolist() for c in chunks],
-                            num_workers=self.workers, collate_fn=collate_skipping, pin_memory=self.pin_memory,
-                            persistent_workers=False, prefetch_factor=4 if self.workers > 0 else None)
+        loader = DataLoader(
+            ImageDataset(self.folder, self.size, self.crop_pct),
+            batch_sampler=[c.tolist() for c in chunks],
+            num_workers=self.workers,
+            collate_fn=collate_skipping,
+            pin_memory=self.pin_memory,
+            persistent_workers=False,
+            prefetch_factor=4 if self.workers > 0 else None,
+        )
         for batch in loader:
             new = [i for i in batch.skipped if i not in self.skipped]
             if new:

@@ -88,7 +88,8 @@ def resolve_student_path(path: str | os.PathLike) -> Path:
     if p.is_dir():
         p = p / STUDENT_FILE
         if not p.is_file():
-            raise CheckpointError(f"run folder '{p.parent}' has no {STUDENT_FILE} yet; train it first or pass a checkpoint file")
+            raise CheckpointError(f"run folder '{p.parent}' has no {STUDENT_FILE} yet; train it first or pass a "
+                                  "checkpoint file")
     elif not p.is_file():
         raise CheckpointError(f"'{p}' does not exist; pass a run folder or a student.pt checkpoint")
     return p

@@ -100,7 +100,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "hidden_dim", "workers", "log_every"):
             value = getattr(self, name)
             if value is None or value < (0 if name == "workers" else 1):
-                raise ConfigError(f"--{name.replace('_', '-')} must be {'>= 0' if name == 'workers' else 'positive'}, got {value}")
+                raise ConfigError(f"--{name.replace('_', '-')} must be {'>= 0' if name == 'workers' else 'positive'}, "
+                                  f"got {value}")
         if self.time_budget is not None and self.time_budget <= 0:
             raise ConfigError(f"--time-budget must be positive, got {self.time_budget}")
         if self.eval_every < 0 or self.eval_bank < 1 or self.eval_queries < 1:
@@ -117,7 +118,8 @@ class TrainConfig:
             raise ConfigError(f"--ema-momentum must be in [0, 1), got {self.ema_momentum}")
         needs_teacher = LOSSES[self.method].needs_teacher
         if needs_teacher and not self.teacher:
-            raise ConfigError(f"method '{self.method}' distils a teacher: pass --teacher (or use pretrain --method mocov2|simclr)")
+            raise ConfigError(f"method '{self.method}' distils a teacher: pass --teacher (or use pretrain --method "
+                              "mocov2|simclr)")
         if not needs_teacher and (self.teacher_cache or self.teacher_center):
             raise ConfigError(f"method '{self.method}' trains without a teacher: drop --teacher-cache/--teacher-center")
         valid = loss_options(self.method)

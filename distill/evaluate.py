@@ -40,7 +40,8 @@ def evaluate_knn(embedder, train: ImageFolder, val: ImageFolder, k: int = 20, t:
         if name == "linear":
             from distill.protocols import linear_probe
 
-            result.update(linear_probe(bank.features, bank.labels, queries.features, queries.labels, len(train.classes)))
+            result.update(linear_probe(bank.features, bank.labels, queries.features, queries.labels,
+                                       len(train.classes)))
         elif name == "cluster":
             from distill.protocols import cluster_alignment
 

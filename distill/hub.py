@@ -102,10 +102,10 @@ class TokenEmbedding(nn.Module):
 
 def create_hub_teacher(name: str, *, input_size: int | None, weights: Path | None, embedding: str = "auto",
                        load_weights=None) -> tuple[nn.Module, Preprocess, str | None, str]:
-    """(module, preprocessing, licence, resolved embedding) of a timm teacher built at ``input_size`` (default: its own size, at most
-    224), with ``weights`` from a local file, else (where the machine can fetch them) the hub's. A file that timm's
-    own loader refuses (a self-supervised checkpoint's key layout: ``module.``, ``encoder_q.``, heads) goes to
-    ``load_weights(model)`` (distill.teachers: the layouts mapped, mismatches listed)."""
+    """(module, preprocessing, licence, resolved embedding) of a timm teacher built at ``input_size`` (default: its
+    own size, at most 224), with ``weights`` from a local file, else (where the machine can fetch them) the hub's.
+    A file that timm's own loader refuses (a self-supervised checkpoint's key layout: ``module.``, ``encoder_q.``,
+    heads) goes to ``load_weights(model)`` (distill.teachers: the layouts mapped, mismatches listed)."""
     import timm
 
     if embedding not in EMBEDDINGS:

@@ -63,11 +63,14 @@ class LossOption:
 
 LOSS_OPTIONS = (
     LossOption("--tau-s", "tau_s", positive_float, "SEED student temperature (default 0.2)"),
-    LossOption("--tau-t", "tau_t", positive_float, "SEED teacher temperature (the official code uses 1e-4) (default 0.01)"),
+    LossOption("--tau-t", "tau_t", positive_float, "SEED teacher temperature (the official code uses 1e-4) (default "
+                                                   "0.01)"),
     LossOption("--tau", "tau", positive_float, "CompRess temperature, both sides (default 0.04)"),
     LossOption("--temperature", "temperature", positive_float, "DisCo InfoNCE temperature (default 0.2)"),
-    LossOption("--mse-weight", "mse_weight", nonnegative_float, "DisCo weight of the MSE-to-teacher term (default 1.0)"),
-    LossOption("--only-mse", "only_mse", "flag", "DisCo without its contrastive term (the official --only-mse) (default False)"),
+    LossOption("--mse-weight", "mse_weight", nonnegative_float, "DisCo weight of the MSE-to-teacher term (default "
+                                                                "1.0)"),
+    LossOption("--only-mse", "only_mse", "flag", "DisCo without its contrastive term (the official --only-mse) "
+                                                 "(default False)"),
 )
 # loss options set from config fields rather than flags of their own
 CONFIG_LOSS_OPTIONS = {"queue_size": "queue_size"}

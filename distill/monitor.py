@@ -56,9 +56,12 @@ class KnnMonitor:
         was_training = backbone.training
         backbone.eval()
         try:
-            bank = FolderEmbeddings(self._embed(backbone, self.bank, device), self.bank_labels, np.arange(len(self.bank)), 0)
-            queries = FolderEmbeddings(self._embed(backbone, self.queries, device), self.query_labels,
-                                       np.arange(len(self.queries)), 0)
+            bank = FolderEmbeddings(
+                self._embed(backbone, self.bank, device), self.bank_labels, np.arange(len(self.bank)), 0
+            )
+            queries = FolderEmbeddings(
+                self._embed(backbone, self.queries, device), self.query_labels, np.arange(len(self.queries)), 0
+            )
         finally:
             backbone.train(was_training)
         return knn_protocols(bank, queries, self.k, self.t, num_classes=self.num_classes)

@@ -95,7 +95,8 @@ def probe_dim(model: nn.Module, img_size: int) -> int:
         out = model.eval()(torch.zeros(1, 3, img_size, img_size))
     model.train(was_training)
     if out.ndim != 2:
-        raise ModelError(f"{type(model).__name__} returns shape {tuple(out.shape)}, not a pooled (batch, dim) embedding")
+        raise ModelError(f"{type(model).__name__} returns shape {tuple(out.shape)}, not a pooled (batch, dim) "
+                         "embedding")
     return int(out.shape[1])
 
 
@@ -179,7 +180,8 @@ def make_pools_exportable(model: nn.Module, img_size: int) -> list[str]:
     replaced = []
     for name, in_hw in seen.items():
         size = pools[name].output_size
-        out_hw = (size, size) if isinstance(size, int) else tuple(in_hw[i] if s is None else s for i, s in enumerate(size))
+        out_hw = ((size, size) if isinstance(size, int)
+                  else tuple(in_hw[i] if s is None else s for i, s in enumerate(size)))
         if any(i % o for i, o in zip(in_hw, out_hw)):
             _set_module(model, name, FixedAdaptiveAvgPool2d(in_hw, out_hw))
             replaced.append(name)
@@ -280,8 +282,6 @@ def create_student(name: str, img_size: int = 224, pretrained: bool = False) -> 
         f"unknown student '{name}': use one of {', '.join(registered_students())}, or any timm or torchvision "
         f"classifier name (timm:NAME / torchvision:NAME){hint}"
     )
-
-
 
 
 def untrained_student(name: str, img_size: int) -> tuple[Student, Any]:

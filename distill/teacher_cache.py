@@ -193,7 +193,8 @@ class TeacherCache:
         try:
             self.meta = json.loads(meta_path.read_text())
         except (OSError, ValueError) as exc:
-            raise CheckpointError(f"cannot read '{meta_path}' ({exc}); rebuild the cache with edgedistill cache-teacher") from None
+            raise CheckpointError(f"cannot read '{meta_path}' ({exc}); rebuild the cache with edgedistill "
+                                  "cache-teacher") from None
         if self.meta.get("format") != CACHE_FORMAT:
             raise CheckpointError(f"'{self.path}' has format {self.meta.get('format')!r}, not {CACHE_FORMAT}; "
                                   "rebuild it with edgedistill cache-teacher")

@@ -131,7 +131,8 @@ class OnnxTeacher(Teacher):
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for a bad file
-            raise ModelError(f"onnxruntime cannot load '{path}' ({str(exc).splitlines()[0]}); is it a valid ONNX file?") from None
+            raise ModelError(f"onnxruntime cannot load '{path}' ({str(exc).splitlines()[0]}); is it a valid ONNX "
+                             "file?") from None
         first = self.session.get_inputs()[0]
         self.input_name, batch = first.name, (first.shape or [None])[0]
         # a fixed batch (torch.onnx.export's default is 1): the teacher runs in pieces of that size
@@ -178,7 +179,8 @@ def _load_callable(spec: str) -> Callable[[], nn.Module]:
     """``package.module:factory`` or ``path/to/file.py:factory``."""
     target, _, attr = spec.rpartition(":")
     if not target or not attr:
-        raise ModelError(f"--teacher-arch '{spec}' must be timm:NAME, torchvision:NAME, module:factory or file.py:factory")
+        raise ModelError(f"--teacher-arch '{spec}' must be timm:NAME, torchvision:NAME, module:factory or "
+                         "file.py:factory")
     try:
         if target.endswith(".py"):
             file = Path(target).expanduser()
@@ -221,7 +223,8 @@ def _library_model(spec: str, pretrained: bool) -> tuple[nn.Module, Preprocess]:
             model = torchvision.models.get_model(name, weights="DEFAULT" if pretrained else None)
         except Exception as exc:
             how = "pass --teacher-weights FILE (no network here?)" if pretrained else "check the name"
-            raise ModelError(f"torchvision could not build teacher '{name}' ({str(exc).splitlines()[0]}); {how}") from None
+            raise ModelError(f"torchvision could not build teacher '{name}' ({str(exc).splitlines()[0]}); "
+                             f"{how}") from None
         drop_final_linear(model)
         return model, Preprocess(input_size=224, crop_pct=0.875)
     raise ModelError(f"unknown library '{lib}' in '{spec}'; use timm:NAME or torchvision:NAME")
@@ -287,7 +290,8 @@ def load_teacher(spec: str, options: TeacherOptions = TeacherOptions(), device: 
             else:
                 model = _load_callable(options.arch)()
                 if not isinstance(model, nn.Module):
-                    raise ModelError(f"--teacher-arch '{options.arch}' returned {type(model).__name__}, not an nn.Module")
+                    raise ModelError(f"--teacher-arch '{options.arch}' returned {type(model).__name__}, not an "
+                                     "nn.Module")
             if lib_pre is not None and read_sidecar(path) is None:
                 pre = overrides.apply(lib_pre)
             else:

@@ -87,7 +87,8 @@ class Trainer:
         if resume and overwrite:
             raise CheckpointError("--resume continues the run in --out and --overwrite replaces it; use one of them")
         if resume and not state.is_file():
-            raise CheckpointError(f"--resume: '{self.out}' holds no {TRAIN_STATE_FILE} to continue from; drop --resume to start")
+            raise CheckpointError(f"--resume: '{self.out}' holds no {TRAIN_STATE_FILE} to continue from; drop "
+                                  "--resume to start")
         holds_run = state.is_file() or (self.out / STUDENT_FILE).is_file()
         if not resume and holds_run and not overwrite:
             raise CheckpointError(f"run folder '{self.out}' already holds a run; pass --resume to continue it, "
@@ -111,7 +112,8 @@ class Trainer:
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
             "elapsed": self.elapsed, "wall": self.wall, "images_seen": self.images_seen,
             "generator": self.step_fn.generator.get_state(), "torch_rng": torch.get_rng_state(),
-            "center": self.step_fn.center, "teacher_fingerprint": self._teacher_fingerprint(), "data_fingerprint": self.folder.fingerprint(),
+            "center": self.step_fn.center, "teacher_fingerprint": self._teacher_fingerprint(),
+            "data_fingerprint": self.folder.fingerprint(),
             "world_size": self.world_size,
         }
 
@@ -120,7 +122,8 @@ class Trainer:
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as exc:
-            raise CheckpointError(f"cannot read '{path}' ({str(exc).splitlines()[0]}); it may be from another version") from None
+            raise CheckpointError(f"cannot read '{path}' ({str(exc).splitlines()[0]}); it may be from another "
+                                  "version") from None
         changed = changed_options(state["config"], self.cfg.to_dict())
         if changed:
             raise CheckpointError(f"--resume: '{path}' was trained with other settings ({'; '.join(changed[:4])}); "
@@ -156,7 +159,8 @@ class Trainer:
             return None
 
     def save(self) -> None:
-        self.step_fn.check_loss(self.out)  # never overwrite the last good checkpoint with weights a non-finite loss reached
+        # never overwrite the last good checkpoint with weights a non-finite loss reached
+        self.step_fn.check_loss(self.out)
         if self.rank != 0:
             return
         atomic_torch_save(self._state(), self.out / TRAIN_STATE_FILE)
@@ -175,7 +179,8 @@ class Trainer:
         use_memory = cfg.in_memory == "on" or (
             cfg.in_memory == "auto" and estimate_bytes(len(self.folder), self.parts.load_size) <= IN_MEMORY_AUTO_BYTES)
         memory = MemoryImages(self.folder, self.parts.load_size, workers=cfg.workers) if use_memory else None
-        stream = BatchStream(self.folder, self.parts.load_size, self.parts.local_batch, memory=memory, workers=cfg.workers,
+        stream = BatchStream(self.folder, self.parts.load_size, self.parts.local_batch, memory=memory,
+                             workers=cfg.workers,
                              pin_memory=self.device.type == "cuda", seed=cfg.seed, rank=self.rank,
                              world_size=self.world_size)
         if stream.batches_per_epoch() == 0:
@@ -278,7 +283,8 @@ class Trainer:
         cfg = self.cfg
         if not cfg.eval_every:
             return None
-        return KnnMonitor(cfg.data, cfg.val, self.parts.student_pre, bank_size=cfg.eval_bank, num_queries=cfg.eval_queries,
+        return KnnMonitor(cfg.data, cfg.val, self.parts.student_pre, bank_size=cfg.eval_bank,
+                          num_queries=cfg.eval_queries,
                           k=cfg.knn_k, t=cfg.knn_t, workers=cfg.workers)
 
     def _evaluate(self, monitor: KnnMonitor, metrics) -> None:

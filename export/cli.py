@@ -45,7 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--embedding", choices=["backbone", "head"], default="backbone",
                    help="what the artifact outputs: the backbone feature (default, as the papers deploy) or the "
                         "trained projection head's embedding (the teacher's space: e.g. 64-d instead of 1280-d)")
-    p.add_argument("--parity-data", metavar="DIR", help="images for the parity check (default: --calib, else the run's)")
+    p.add_argument("--parity-data", metavar="DIR", help="images for the parity check (default: --calib, else the "
+                                                        "run's)")
     p.add_argument("--parity-size", type=positive_int, default=200, metavar="N")
     batch = p.add_mutually_exclusive_group()
     batch.add_argument("--batch", type=positive_int, metavar="N", help="a static batch size (default: dynamic)")
@@ -102,7 +103,8 @@ def run(args: argparse.Namespace) -> dict:
                        workspace_gb=args.workspace, out=args.out, allow_parity_failure=args.allow_parity_failure,
                        per_channel=args.per_channel, exclude_nodes=args.exclude_nodes, simplify=not args.no_simplify,
                        device=args.device, max_knn_drop=args.max_knn_drop, workers=args.workers,
-                       int8_fallback=args.int8_fallback, calibration=args.calibration, onnx_only=args.onnx_only, trt_version=args.trt_version,
+                       int8_fallback=args.int8_fallback, calibration=args.calibration, onnx_only=args.onnx_only,
+                       trt_version=args.trt_version,
                        allow_tf32=args.allow_tf32, timing_s=args.timing_s, pick=args.format == "auto")
     report = export_model(cfg)
     arts = report["artifacts"]

@@ -26,7 +26,9 @@ def loo_knn_metric(labels: np.ndarray, k: int = 20, t: float = 0.07):
     """An NNCF validation function: leave-one-out weighted-kNN top-1 of a compiled model on labelled images."""
 
     def metric(compiled_model, dataset) -> float:
-        items = dataset.get_inference_data() if hasattr(dataset, "get_inference_data") else dataset  # NNCF passes an iterable
+        items = (
+            dataset.get_inference_data() if hasattr(dataset, "get_inference_data") else dataset
+        )  # NNCF passes an iterable
         return loo_knn(np.concatenate([np.asarray(compiled_model(x)[0]) for x in items]), labels, k, t)
 
     return metric
@@ -72,5 +74,4 @@ class BuildContext:
         x = images[:1]
         if self.batch.static and self.batch.static > 1:
             x = np.repeat(x, self.batch.static, axis=0)
-        return measure(lambda: run(x), warmup_s=self.cfg.timing_s / 3, min_time_s=self.cfg.timing_s,
-                       min_runs=10).p50_ms
+        return measure(lambda: run(x), warmup_s=self.cfg.timing_s / 3, min_time_s=self.cfg.timing_s, min_runs=10).p50_ms

@@ -161,7 +161,8 @@ class Exporter:
             return ArtifactResult(fmt, precision, None, "export_failed", error=first_line(exc),
                                   seconds=time.perf_counter() - t0)
         except Exception as exc:  # a converter's own failure: reported for this artifact, the others go on
-            return ArtifactResult(fmt, precision, None, "export_failed", error=f"{type(exc).__name__}: {first_line(exc)}",
+            return ArtifactResult(fmt, precision, None, "export_failed", error=f"{type(exc).__name__}: "
+                                                                               f"{first_line(exc)}",
                                   seconds=time.perf_counter() - t0)
         status = "ok" if parity.passed else "parity_failed"
         latency = self._latency(backend) if status == "ok" else None

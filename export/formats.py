@@ -8,7 +8,8 @@ artifacts by the row's suffixes.
 A build function has the signature ``build(ctx, precision, base_onnx, target, work) -> dict``: ``ctx`` is the
 :class:`export.context.BuildContext` the exporter makes before any build (``cfg``, ``pre``, ``batch``,
 ``calibration()``, ``accuracy_data()``, ``judge_int8(runner)``; a format's int8 float fallback lives in its own
-module and searches with it: export.qdq.onnx_fallback, export.openvino_export.openvino_fallback), ``base_onnx`` the fp32 ONNX
+module and searches with it: export.qdq.onnx_fallback, export.openvino_export.openvino_fallback), ``base_onnx``
+the fp32 ONNX
 every format starts from, ``target`` the artifact path it would normally write, ``work`` a scratch folder; it
 returns ``(artifact path, options)``: the path it wrote (``target``, or another one, as TensorRT's ONNX form with
 ``--onnx-only``) and the options to record in the artifact's metadata.

@@ -26,7 +26,9 @@ def load_uint8(folder: str | Path, preprocess: Preprocess, limit: int,
     return mem.images.numpy()[keep], labels
 
 
-def load_images(folder: str | Path, preprocess: Preprocess, limit: int, workers: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+def load_images(
+    folder: str | Path, preprocess: Preprocess, limit: int, workers: int = 0
+) -> tuple[np.ndarray, np.ndarray | None]:
     """:func:`load_uint8`, normalised: a float32 (N, 3, S, S) network input, with the labels."""
     u8, labels = load_uint8(folder, preprocess, limit, workers)
     return preprocess.numpy_from_uint8(u8), labels
@@ -34,8 +36,10 @@ def load_images(folder: str | Path, preprocess: Preprocess, limit: int, workers:
 
 def random_uint8(preprocess: Preprocess, n: int, seed: int = 0) -> np.ndarray:
     """Uniform-noise uint8 images: a last resort that says little about real inputs (loudly warned)."""
-    warnings.warn("no --parity-data or --calib folder: checking parity on RANDOM NOISE images, which says little "
-                  "about real inputs; pass --parity-data DIR", stacklevel=2)
+    warnings.warn(
+        "no --parity-data or --calib folder: checking parity on RANDOM NOISE images, which says little "
+        "about real inputs; pass --parity-data DIR",
+        stacklevel=2,
+    )
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, (n, 3, preprocess.input_size, preprocess.input_size), dtype=np.uint8)
-

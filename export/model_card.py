@@ -38,7 +38,8 @@ def card_fields(report: dict[str, Any], source_meta: dict[str, Any], run_dir: Pa
                  "fingerprint": summary.get("data_fingerprint")},
         "training": {"steps": source_meta.get("step", summary.get("steps")), "images_seen": summary.get("images_seen"),
                      "img_size": config.get("img_size")},
-        "evaluation": {**scores, "queries": evaluation.get("num_val"), "bank": evaluation.get("num_train")} if scores else None,
+        "evaluation": ({**scores, "queries": evaluation.get("num_val"), "bank": evaluation.get("num_train")}
+                       if scores else None),
         "parity_images": report.get("parity_images"),
         "artifacts": [{"file": Path(a["path"]).name if a["path"] else None, "format": a["format"],
                        "precision": a["precision"], "status": a["status"],
@@ -90,7 +91,10 @@ def render(card: dict[str, Any]) -> str:
     lines += ["", "## Versions", "", ", ".join(f"{k} {v}" for k, v in versions.items()) or "-", ""]
     git = (card.get("environment") or {}).get("git")
     if git:
-        lines += [f"Trained from commit `{git['commit'][:12]}`" + (" (with uncommitted changes)" if git["dirty"] else ""), ""]
+        lines += [
+            f"Trained from commit `{git['commit'][:12]}`" + (" (with uncommitted changes)" if git["dirty"] else ""),
+            "",
+        ]
     return "\n".join(lines)
 
 

@@ -111,10 +111,10 @@ def nncf_options(nncf, method: str = "minmax") -> tuple:
 
     if method == "percentile":
         ranges = RangeEstimatorParameters(
-            min=StatisticsCollectorParameters(statistics_type=StatisticsType.QUANTILE, aggregator_type=AggregatorType.MIN,
-                                              quantile_outlier_prob=1e-4),
-            max=StatisticsCollectorParameters(statistics_type=StatisticsType.QUANTILE, aggregator_type=AggregatorType.MAX,
-                                              quantile_outlier_prob=1e-4))
+            min=StatisticsCollectorParameters(statistics_type=StatisticsType.QUANTILE,
+                                              aggregator_type=AggregatorType.MIN, quantile_outlier_prob=1e-4),
+            max=StatisticsCollectorParameters(statistics_type=StatisticsType.QUANTILE,
+                                              aggregator_type=AggregatorType.MAX, quantile_outlier_prob=1e-4))
     elif method == "entropy":
         ranges = RangeEstimatorParametersSet.HISTOGRAM
     else:

@@ -43,7 +43,9 @@ def load_source(spec: str, img_size: int | None = None, embedding: str = "backbo
     if spec.startswith("student:"):
         name = spec.split(":", 1)[1]
         size = img_size or 224
-        warnings.warn(f"exporting an UNTRAINED {name} (random weights, seed 0): for toolchain checks only", stacklevel=2)
+        warnings.warn(
+            f"exporting an UNTRAINED {name} (random weights, seed 0): for toolchain checks only", stacklevel=2
+        )
         if embedding == "head":
             raise ExportError(f"'{spec}' is an untrained architecture with no head; export --embedding backbone")
         model, pre = untrained_student(name, size)

@@ -27,10 +27,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     idx = sub.add_parser("index", help="embed a folder and build a faiss index", formatter_class=raw,
                          description="Embed every image under --images with an exported model and write a faiss index "
                                      "folder (index.faiss, embeddings, paths, manifest).\n\nExamples:\n"
-                                     "  edgedistill retrieve index --model student.onnx --images photos/ --out photos.index\n"
-                                     "  edgedistill retrieve index --model student.onnx --images photos/ --out photos.index "
+                                     "  edgedistill retrieve index --model student.onnx --images photos/ --out "
+                                     "photos.index\n"
+                                     "  edgedistill retrieve index --model student.onnx --images photos/ --out "
+                                     "photos.index "
                                      "--add\n"
-                                     "  edgedistill retrieve index --model student.onnx --images photos/ --out big.index "
+                                     "  edgedistill retrieve index --model student.onnx --images photos/ --out "
+                                     "big.index "
                                      "--index auto --max-memory 2GiB")
     idx.add_argument("--model", required=True, metavar="ARTIFACT", help=".onnx, .xml, .engine or student.pt")
     idx.add_argument("--images", required=True, metavar="DIR", help="the images to index (searched recursively)")
@@ -43,10 +46,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     idx.add_argument("--target-recall", type=fraction, default=0.9, metavar="R",
                      help="auto: recall@10 against exact search to reach (default 0.9)")
     idx.add_argument("--nlist", type=positive_int, metavar="N", help="IVF lists (default ~4 sqrt(N))")
-    idx.add_argument("--nprobe", type=positive_int, default=8, metavar="N", help="IVF lists searched (saved as default)")
+    idx.add_argument("--nprobe", type=positive_int, default=8, metavar="N", help="IVF lists searched (saved as "
+                                                                                 "default)")
     idx.add_argument("--m", type=positive_int, default=32, metavar="N", help="HNSW neighbours per node")
-    idx.add_argument("--ef-search", type=positive_int, default=64, metavar="N", help="HNSW search beam (saved as default)")
-    idx.add_argument("--pq-m", type=positive_int, metavar="M", help="ivfpq: bytes per vector (divides the dim; default D/20)")
+    idx.add_argument("--ef-search", type=positive_int, default=64, metavar="N", help="HNSW search beam (saved as "
+                                                                                     "default)")
+    idx.add_argument("--pq-m", type=positive_int, metavar="M", help="ivfpq: bytes per vector (divides the dim; "
+                                                                    "default D/20)")
     idx.add_argument("--pq-bits", type=positive_int, default=8, metavar="B", help="ivfpq: bits per code (default 8)")
     idx.add_argument("--opq", action="store_true", help="ivfpq: learn an OPQ rotation before quantising")
     idx.add_argument("--rerank", type=nonnegative_int, default=0, metavar="N",
@@ -69,7 +75,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                    "  edgedistill retrieve search --index photos.index a.jpg b.jpg --json\n"
                                    "  edgedistill retrieve search --index big.index q.jpg --nprobe 32 --mmap")
     s.add_argument("--index", required=True, metavar="INDEX_DIR", help="an index folder from retrieve index")
-    s.add_argument("--mmap", action="store_true", help="map the index file instead of reading it (IVF lists stay on disk)")
+    s.add_argument("--mmap", action="store_true", help="map the index file instead of reading it (IVF lists stay on "
+                                                       "disk)")
     s.add_argument("images", nargs="+", metavar="IMAGE", help="query image file(s)")
     s.add_argument("-k", type=positive_int, default=10, metavar="N", help="neighbours per query (default 10)")
     s.add_argument("--nprobe", type=positive_int, metavar="N", help="IVF lists searched (default: the index's)")
@@ -80,10 +87,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     v = sub.add_parser("serve", help="the search web page and JSON API", formatter_class=raw,
                        description="A search page (upload or pick an image, see its neighbours) and a JSON API "
                                    "(/api/search), served from the index on this machine.\n\nExamples:\n"
-                                   "  edgedistill retrieve serve --index photos.index                (http://127.0.0.1:8000)\n"
+                                   "  edgedistill retrieve serve --index photos.index                "
+                                   "(http://127.0.0.1:8000)\n"
                                    "  edgedistill retrieve serve --index photos.index --host 0.0.0.0 --port 8080")
     v.add_argument("--index", required=True, metavar="INDEX_DIR", help="an index folder from retrieve index")
-    v.add_argument("--mmap", action="store_true", help="map the index file instead of reading it (IVF lists stay on disk)")
+    v.add_argument("--mmap", action="store_true", help="map the index file instead of reading it (IVF lists stay on "
+                                                       "disk)")
     v.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
     v.add_argument("--port", type=positive_int, default=8000, metavar="N", help="port (default 8000)")
     add_json_flag(v)
@@ -96,7 +105,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                    "  edgedistill retrieve eval --index big.index --queries labelled/ --nprobe 64 "
                                    "--device cuda")
     e.add_argument("--index", required=True, metavar="INDEX_DIR", help="an index folder from retrieve index")
-    e.add_argument("--mmap", action="store_true", help="map the index file instead of reading it (IVF lists stay on disk)")
+    e.add_argument("--mmap", action="store_true", help="map the index file instead of reading it (IVF lists stay on "
+                                                       "disk)")
     e.add_argument("--queries", required=True, metavar="DIR", help="labelled query images (DIR/<class>/<image>)")
     e.add_argument("-k", type=positive_ints, default=(1, 5, 10), metavar="1,5,10", help="the k of precision@k "
                    "and recall@k (default 1,5,10)")
@@ -128,14 +138,16 @@ def run(args: argparse.Namespace) -> dict:
     if args.action == "search":
         from retrieval_demo.search import Searcher
 
-        result = Searcher(args.index, mmap=args.mmap, device=args.device).search_files(args.images, args.k, nprobe=args.nprobe, ef_search=args.ef_search)
+        searcher = Searcher(args.index, mmap=args.mmap, device=args.device)
+        result = searcher.search_files(args.images, args.k, nprobe=args.nprobe, ef_search=args.ef_search)
         result["queries"] = list(args.images)
         return result
     if args.action == "eval":
         from retrieval_demo.metrics import evaluate_index
         from retrieval_demo.store import ImageIndex
 
-        return evaluate_index(ImageIndex(args.index, mmap=args.mmap, device=args.device), args.queries, args.k, nprobe=args.nprobe,
+        index = ImageIndex(args.index, mmap=args.mmap, device=args.device)
+        return evaluate_index(index, args.queries, args.k, nprobe=args.nprobe,
                               ef_search=args.ef_search, limit=args.limit, workers=args.workers)
     from retrieval_demo.server import serve
 
@@ -161,6 +173,8 @@ def format_result(result: dict) -> str:
                 f"{result.get('bytes_per_vector', '?')} bytes a vector, {result['seconds']:.1f} s -> {result['out']}")
     if "map" in result:
         keys = [k for k in result if k.startswith(("precision@", "recall@"))] + ["map"]
-        return "\n".join(f"{k:>22}: {result[k]:.4f}" if isinstance(result[k], float) else f"{k:>22}: -" for k in keys) + \
-            f"\n{result['num_queries']} queries, {result['num_indexed']} indexed, {result['index']} index"
+        return (
+            "\n".join(f"{k:>22}: {result[k]:.4f}" if isinstance(result[k], float) else f"{k:>22}: -" for k in keys)
+            + f"\n{result['num_queries']} queries, {result['num_indexed']} indexed, {result['index']} index"
+        )
     return str(result)

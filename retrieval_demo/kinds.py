@@ -100,7 +100,8 @@ def _hnsw(vectors: np.ndarray, params):
 def _ivf(vectors: np.ndarray, params):
     faiss = require("faiss", "faiss-cpu")
     dim = vectors.shape[1]
-    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, params.nlist or default_nlist(len(vectors)), faiss.METRIC_INNER_PRODUCT)
+    nlist = params.nlist or default_nlist(len(vectors))
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
     index.train(np.ascontiguousarray(vectors))
     return index
 

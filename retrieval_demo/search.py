@@ -41,7 +41,8 @@ class Searcher:
 
     def search(self, images: list[np.ndarray], k: int = 10, nprobe: int | None = None,
                ef_search: int | None = None) -> dict[str, Any]:
-        """Decoded images (see :meth:`decode`) -> ``{"results": [[{"path", "score"}...]...], "embed_ms", "search_ms"}``."""
+        """Decoded images (see :meth:`decode`) ->
+        ``{"results": [[{"path", "score"}...]...], "embed_ms", "search_ms"}``."""
         x = self.backend.preprocess.numpy_from_uint8(np.stack(images))
         with self._lock:
             t0 = time.perf_counter()
@@ -49,10 +50,11 @@ class Searcher:
             t1 = time.perf_counter()
             scores, paths = self.index.search(emb, k, nprobe=nprobe, ef_search=ef_search)
             t2 = time.perf_counter()
-        results = [[{"path": p, "score": float(s)} for p, s in zip(row_paths, row_scores)]
-                   for row_paths, row_scores in zip(paths, scores)]
+        results = [
+            [{"path": p, "score": float(s)} for p, s in zip(row_paths, row_scores)]
+            for row_paths, row_scores in zip(paths, scores)
+        ]
         return {"results": results, "embed_ms": (t1 - t0) * 1e3, "search_ms": (t2 - t1) * 1e3}
 
     def search_files(self, files: list[str | Path], k: int = 10, **kw) -> dict[str, Any]:
         return self.search([self.decode(f) for f in files], k, **kw)
-

@@ -97,7 +97,9 @@ def create_app(index_dir: str | Path, max_upload_bytes: int = MAX_UPLOAD_BYTES, 
         try:
             decoded = searcher.decode(io.BytesIO(data))
         except DataError:
-            raise HTTPException(415, f"'{file.filename}' is not a readable image; upload a JPEG, PNG, WebP or BMP") from None
+            raise HTTPException(
+                415, f"'{file.filename}' is not a readable image; upload a JPEG, PNG, WebP or BMP"
+            ) from None
         return _respond(searcher.search([decoded], k))
 
     @app.get("/api/random")
@@ -147,8 +149,9 @@ def check_port(host: str, port: int) -> None:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((host, port))
     except OSError as exc:
-        raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); pass another --port or stop the "
-                          "program that holds it") from None
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); pass another --port or stop the program that holds it"
+        ) from None
 
 
 def serve(index_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, mmap: bool = False) -> None:

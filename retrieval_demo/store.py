@@ -66,10 +66,11 @@ class ImageIndex:
             self.root = Path(self.manifest["root"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DataError(f"index '{self.folder}' has a damaged or missing manifest.json/paths.json "
-                            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); {rebuild}") from None
+                            f"({type(exc).__name__}: {first_line(exc)}); {rebuild}") from None
         try:
             if mmap:
-                self.index = faiss.read_index(str(self.folder / "index.faiss"), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+                self.index = faiss.read_index(str(self.folder / "index.faiss"),
+                                              faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
             else:
                 self.index = faiss.deserialize_index(np.fromfile(self.folder / "index.faiss", dtype=np.uint8))
         except (OSError, RuntimeError, ValueError) as exc:  # faiss raises RuntimeError with its C++ stack
@@ -252,7 +253,8 @@ def build_index(model: str, images: str, out: str, params: IndexParams | None = 
     known = {old_paths[i] for i in unchanged}
     keep = [i for i, rel in enumerate(scanned.paths) if rel not in known]
     if not keep and not removed:
-        raise DataError(f"no new, changed or removed images under '{root}' (all {len(scanned)} are indexed as they are)")
+        raise DataError(f"no new, changed or removed images under '{root}' (all {len(scanned)} are indexed as they "
+                        "are)")
     new_paths, skipped = [], 0
     vectors = np.zeros((0, old_vectors.shape[1] if old_vectors is not None else 0), np.float32)
     if keep:

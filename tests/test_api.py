@@ -162,7 +162,8 @@ def test_logging_levels_follow_quiet_and_verbose(capsys):
             log.warning("note: warn")
             err = capsys.readouterr().err
             assert {w for w in ("debug", "info", "warn") if w in err} == shown
-        assert "edgedistill: note: warn" in (log.warning("note: warn") or capsys.readouterr().err)
+        assert "note: warn" in (log.warning("note: warn") or capsys.readouterr().err)
+        assert "edgedistill: warning: careful" in (log.warning("warning: careful") or capsys.readouterr().err)
     finally:
         configure_cli_logging()
     assert logging.getLogger("edgedistill") is log

@@ -64,5 +64,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def format_result(r: dict) -> str:
-    return (f"cached {r['num_images']} x {r['views']} embeddings ({r['dim']}-d float16, {r['bytes'] / 2**20:.1f} MiB) "
-            f"of {r['teacher']} in {r['cache']}" + (f"; skipped {r['num_skipped']} unreadable" if r["num_skipped"] else ""))
+    return (
+        f"cached {r['num_images']} x {r['views']} embeddings ({r['dim']}-d float16, {r['bytes'] / 2**20:.1f} MiB) "
+        f"of {r['teacher']} in {r['cache']}" + (f"; skipped {r['num_skipped']} unreadable" if r["num_skipped"] else "")
+    )

@@ -10,7 +10,8 @@ def add_teacher_arguments(parser: argparse.ArgumentParser, prefix: str = "teache
     g = parser.add_argument_group("teacher / model interpretation")
     g.add_argument(f"--{prefix}-weights", metavar="FILE", help="weights for a timm:/torchvision: teacher")
     g.add_argument(f"--{prefix}-arch", metavar="ARCH",
-                   help="architecture of a state-dict checkpoint: timm:NAME, torchvision:NAME, module:factory or file.py:factory")
+                   help="architecture of a state-dict checkpoint: timm:NAME, torchvision:NAME, module:factory or "
+                        "file.py:factory")
     g.add_argument(f"--{prefix}-drop-head", nargs="*", metavar="PREFIX", default=None,
                    help="drop classifier/projection heads from the checkpoint (alone: fc, head, classifier, linear, "
                         "projector, ...; or the given key prefixes)")
@@ -48,7 +49,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     add_threads_flag(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=positive_int, default=20, help="steps between metrics lines")
-    p.add_argument("--save-every", type=nonnegative_int, default=0, help="steps between mid-epoch checkpoints (0: epoch ends)")
+    p.add_argument("--save-every", type=nonnegative_int, default=0, help="steps between mid-epoch checkpoints (0: "
+                                                                         "epoch ends)")
     p.add_argument("--max-steps", type=positive_int, help="stop after N steps (smoke tests, fixed budgets)")
     p.add_argument("--time-budget", type=duration, metavar="T",
                    help="train for this long (300, 300s, 10m, 1.5h) instead of --epochs: the step count is planned "

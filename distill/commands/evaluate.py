@@ -23,7 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, metavar="RUN_DIR|FILE|SPEC", help="student run/checkpoint or teacher spec")
     p.add_argument("--train", required=True, metavar="DIR", help="labelled bank (root/<class>/<image>)")
     p.add_argument("--val", required=True, metavar="DIR", help="labelled queries")
-    p.add_argument("--protocol", default="knn", choices=PROTOCOLS, help="knn (weighted, also reports 1-NN), nn, linear (probe: SGD 40 epochs on frozen features), "
+    p.add_argument("--protocol", default="knn", choices=PROTOCOLS,
+                   help="knn (weighted, also reports 1-NN), nn, linear (probe: SGD 40 epochs on frozen features), "
                    "cluster (k-means + Hungarian matching) or all; knn and nn are always computed")
     p.add_argument("--train-limit", type=positive_int, metavar="N", help="class-balanced subset of the bank")
     p.add_argument("--val-limit", type=positive_int, metavar="N", help="class-balanced subset of the queries")

@@ -66,7 +66,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher-center", action="store_true",
                    help="subtract the teacher's mean embedding before the loss")
     add_run_arguments(p)
-    p.add_argument("--sync-bn", action="store_true", help="BatchNorm statistics over the global batch under torchrun (SyncBatchNorm)")
+    p.add_argument("--sync-bn", action="store_true", help="BatchNorm statistics over the global batch under torchrun "
+                                                          "(SyncBatchNorm)")
     p.add_argument("--teacher-cache", metavar="CACHE",
                    help="teacher embeddings from edgedistill cache-teacher: the teacher is never run")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")

@@ -62,7 +62,8 @@ def version() -> str:
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line of stdout")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line of "
+                                                            "stdout")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,7 +31,8 @@ def load_config_file(path: str, valid: Iterable[str]) -> dict[str, Any]:
     except ConfigError:
         raise
     except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError
-        raise ConfigError(f"--config '{path}' is not valid {'YAML' if file.suffix.lower() in ('.yaml', '.yml') else 'JSON'} "
+        raise ConfigError(f"--config '{path}' is not valid "
+                          f"{'YAML' if file.suffix.lower() in ('.yaml', '.yml') else 'JSON'} "
                           f"({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"--config '{path}' holds a {type(data).__name__}, not a mapping of option names to values")

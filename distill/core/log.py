@@ -28,11 +28,14 @@ class _StderrHandler(logging.StreamHandler):
 
 
 class _Format(logging.Formatter):
+    """``note: ...`` and information as they are; warnings as ``edgedistill: warning: ...`` (the error line of a
+    failure is the only other line that starts with the program's name)."""
+
     def format(self, record: logging.LogRecord) -> str:
         text = record.getMessage()
-        if record.levelno >= logging.WARNING and not text.startswith(("note:", "warning:")):
-            text = f"{record.levelname.lower()}: {text}"
-        return f"edgedistill: {text}" if record.levelno >= logging.WARNING else text
+        if record.levelno < logging.WARNING or text.startswith("note:"):
+            return text
+        return f"edgedistill: {text if text.startswith('warning:') else f'{record.levelname.lower()}: {text}'}"
 
 
 def configure_cli_logging(quiet: bool = False, verbose: bool = False) -> None:

@@ -74,7 +74,9 @@ class Preprocess:
             crop_pct=float(d.get("crop_pct", 1.0)),
         )
 
-    def override(self, input_size: int | None = None, mean=None, std=None, crop_pct: float | None = None) -> "Preprocess":
+    def override(
+        self, input_size: int | None = None, mean=None, std=None, crop_pct: float | None = None
+    ) -> "Preprocess":
         """A copy with the given fields replaced (``None`` keeps the current value)."""
         changes: dict[str, Any] = {}
         if input_size is not None:

@@ -41,6 +41,6 @@ def create_loss(name: str, *, student_dim: int, teacher_dim: int, gather=None, *
         raise ConfigError(f"{name}: {exc}") from None
 
 
-__all__ = ["DistillLoss", "EmbeddingQueue", "LOSSES", "DISTILL_METHODS", "PRETRAIN_METHODS", "create_loss", "loss_options",
-           "SEEDLoss", "CompRessLoss", "CompRess1qLoss", "DisCoLoss",
+__all__ = ["DistillLoss", "EmbeddingQueue", "LOSSES", "DISTILL_METHODS", "PRETRAIN_METHODS", "create_loss",
+           "loss_options", "SEEDLoss", "CompRessLoss", "CompRess1qLoss", "DisCoLoss",
            "RegressLoss"]

@@ -33,7 +33,9 @@ class DistillLoss(nn.Module):
         super().__init__()
         self.gather = gather or identity_gather
 
-    def forward(self, student: torch.Tensor, teacher: torch.Tensor, momentum: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, student: torch.Tensor, teacher: torch.Tensor, momentum: torch.Tensor | None = None
+    ) -> torch.Tensor:
         raise NotImplementedError
 
     @staticmethod

@@ -32,7 +32,8 @@ class DisCoLoss(DistillLoss):
                  mse_weight: float = 1.0, only_mse: bool = False, gather=None):
         super().__init__(gather)
         if student_dim != teacher_dim:
-            raise ValueError(f"disco compares student and teacher directly: dims differ ({student_dim} vs {teacher_dim})")
+            raise ValueError(f"disco compares student and teacher directly: dims differ ({student_dim} vs "
+                             f"{teacher_dim})")
         self.temperature, self.mse_weight, self.only_mse = temperature, mse_weight, bool(only_mse)
         self.queue = EmbeddingQueue(queue_size, student_dim)
 

@@ -22,7 +22,8 @@ class SEEDLoss(DistillLoss):
                  tau_t: float = 0.01, gather=None):
         super().__init__(gather)
         if student_dim != teacher_dim:
-            raise ValueError(f"seed scores the student against teacher embeddings: dims differ ({student_dim} vs {teacher_dim})")
+            raise ValueError(f"seed scores the student against teacher embeddings: dims differ ({student_dim} vs "
+                             f"{teacher_dim})")
         self.tau_s, self.tau_t = tau_s, tau_t
         self.queue = EmbeddingQueue(queue_size, teacher_dim)
 

@@ -54,7 +54,8 @@ class Backend:
             try:
                 img = resize_center_crop(load_rgb(p), pre.input_size, pre.crop_pct)
             except UNREADABLE as exc:
-                raise DataError(f"cannot read image '{p}' ({type(exc).__name__}); pass a JPEG, PNG, WebP or BMP file") from None
+                raise DataError(f"cannot read image '{p}' ({type(exc).__name__}); pass a JPEG, PNG, WebP or BMP "
+                                "file") from None
             arrays.append(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
         return pre.numpy_from_uint8(np.stack(arrays))
 

@@ -34,7 +34,9 @@ class OpenVINOBackend(Backend):
         try:
             self.compiled = core.compile_model(core.read_model(str(self.path)), ov_device, config)
         except Exception as exc:
-            raise ExportError(f"OpenVINO cannot compile '{self.path}' for {ov_device}: {str(exc).splitlines()[0]}") from None
+            raise ExportError(
+                f"OpenVINO cannot compile '{self.path}' for {ov_device}: {str(exc).splitlines()[0]}"
+            ) from None
         self.request = self.compiled.create_infer_request()
         if not self.embedding_dim:
             self.embedding_dim = int(self.compiled.outputs[0].get_partial_shape()[-1].get_length())

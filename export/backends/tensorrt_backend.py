@@ -29,7 +29,8 @@ class TensorRTBackend(Backend):
         logger = trt.Logger(trt.Logger.WARNING)
         self.engine = trt.Runtime(logger).deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
-            raise ExportError(f"TensorRT cannot deserialize '{self.path}' (built with another TensorRT version or GPU?)")
+            raise ExportError(f"TensorRT cannot deserialize '{self.path}' (built with another TensorRT version or "
+                              "GPU?)")
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.input_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)

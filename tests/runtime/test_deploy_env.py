@@ -141,7 +141,8 @@ def test_bench_fails_an_artifact_that_disagrees_with_its_reference_here(exported
     out = device("bench", str(moved), "--batch-sizes", "1", "--warmup-s", "0.05", "--min-time-s", "0.1",
                  "--min-runs", "3", "--rounds", "1", "--out", str(tmp_path / "bench"), "--json")
     assert out.returncode == 3 and "fail the parity gate on this machine" in one_line(out)
-    assert last_json(out)["rows"][0]["gate"] == "fail"
+    *_, rows, error = out.stdout.strip().splitlines()  # the rows it measured, then the failure as JSON
+    assert json.loads(rows)["rows"][0]["gate"] == "fail" and json.loads(error)["exit_code"] == 3
 
 
 def test_training_commands_name_the_extra():
