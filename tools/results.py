@@ -44,6 +44,17 @@ RECIPES = {
 }
 
 
+def set_recipe_field(item: str) -> None:
+    """``METHOD.FIELD=VALUE`` -> ``RECIPES[METHOD][FIELD] = float(VALUE)`` for a TrainConfig field (ema_momentum,
+    queue_size, ...): a variant of a method's recipe, run into its own --out."""
+    key, sep, value = item.partition("=")
+    method, dot, name = key.partition(".")
+    if not sep or not dot or method not in RECIPES or not name:
+        raise ValueError(f"'{item}' is not METHOD.FIELD=VALUE with METHOD one of {', '.join(RECIPES)}")
+    number = float(value)
+    RECIPES[method] = {**RECIPES[method], name: int(number) if number.is_integer() and name.endswith("size") else number}
+
+
 def set_loss_option(item: str) -> None:
     """``METHOD.OPTION=VALUE`` -> ``RECIPES[METHOD]["loss_options"][OPTION] = float(VALUE)``."""
     key, sep, value = item.partition("=")
@@ -295,8 +306,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="METHOD.OPTION=VALUE",
                    help="a loss option added to one method's recipe, e.g. disco.mse_weight=0.25 (repeatable; use a "
                         "separate --out: finished rows are reused)")
+    p.add_argument("--recipe", action="append", default=[], metavar="METHOD.FIELD=VALUE",
+                   help="a TrainConfig field of one method's recipe, e.g. compress.ema_momentum=0 (repeatable; use a "
+                        "separate --out)")
     args = p.parse_args(argv)
     try:
+        for item in args.recipe:
+            set_recipe_field(item)
         for item in args.set:
             set_loss_option(item)
     except ValueError as exc:
