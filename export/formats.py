@@ -67,6 +67,9 @@ FORMATS: dict[str, Format] = {
     "tensorrt": Format("tensorrt", (".engine", ".plan"), PRECISIONS, "tensorrt",
                        "export.backends.tensorrt_backend:TensorRTBackend", "export.tensorrt_export:build",
                        "tensorrt", "tensorrt", needs_cuda=True, onnx_form=True),
+    # phones and ARM boards: pnnx converts the ONNX export; the runtime is torch-free
+    "ncnn": Format("ncnn", (".param",), ("fp32", "fp16"), "ncnn", "export.backends.ncnn_backend:NcnnBackend",
+                   "export.ncnn_export:build", "pnnx", "ncnn"),
     # the backbone with timm's key names (safetensors), loadable by timm.create_model(..., checkpoint_path=FILE)
     "timm": Format("timm", (".safetensors",), ("fp32",), "timm", "export.backends.timm_backend:TimmBackend",
                    "export.timm_export:build", "timm", "train"),
