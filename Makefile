@@ -42,7 +42,8 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install --quiet --no-build-isolation -e '.[train,openvino,demo,dev,tensorboard]'
+	$(BIN)/python -m pip install --quiet --no-build-isolation -e '.[train,openvino,demo,dev,tensorboard,ncnn,executorch]' \
+	  torch==2.14.1 torchvision==0.29.1
 	touch $@
 
 # The deploy side alone, as a device gets it: the base install (no torch) plus the retrieval page and pytest.

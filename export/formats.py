@@ -70,6 +70,10 @@ FORMATS: dict[str, Format] = {
     # phones and ARM boards: pnnx converts the ONNX export; the runtime is torch-free
     "ncnn": Format("ncnn", (".param",), ("fp32", "fp16"), "ncnn", "export.backends.ncnn_backend:NcnnBackend",
                    "export.ncnn_export:build", "pnnx", "ncnn"),
+    # PyTorch's on-device runtime, XNNPACK-delegated (the runtime's Python API imports torch)
+    "executorch": Format("executorch", (".pte",), ("fp32", "int8"), "executorch",
+                         "export.backends.executorch_backend:ExecuTorchBackend", "export.executorch_export:build",
+                         "executorch", "executorch"),
     # the backbone with timm's key names (safetensors), loadable by timm.create_model(..., checkpoint_path=FILE)
     "timm": Format("timm", (".safetensors",), ("fp32",), "timm", "export.backends.timm_backend:TimmBackend",
                    "export.timm_export:build", "timm", "train"),

@@ -47,7 +47,8 @@ DEPLOY_SIDE = ("distill/core", "export/backends", "export/__init__.py", "export/
                "export/reference.py", "bench", "retrieval_demo", "distill/commands/evaluate.py")
 NOT_DEPLOY = {"bench/flops.py": "counts the PyTorch student's FLOPs; imported only when a student.pt is benchmarked",
               "export/backends/torch_backend.py": "runs a student.pt; load_backend imports it only for one",
-              "export/backends/timm_backend.py": "runs a --format timm artifact through timm (the train extra)"}
+              "export/backends/timm_backend.py": "runs a --format timm artifact through timm (the train extra)",
+              "export/backends/executorch_backend.py": "ExecuTorch's Python runtime imports torch"}
 TRAINING_STACK = ("torch", "torchvision", "timm", "onnx", "scipy")
 
 

@@ -1,0 +1,46 @@
+"""ExecuTorch: a ``.pte`` program (export.executorch_export) run by ExecuTorch's runtime with the XNNPACK
+delegate. Training side: ExecuTorch's Python runtime imports torch (on a phone the same program runs from C++).
+
+Every input is made C-contiguous float32 first (a program remembers its example's memory layout, and a
+channels-last array would run and return garbage). Threads: ExecuTorch's thread pool is one per process, set from
+``threads``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from export.backends.base import Backend
+from export.errors import ExportError
+from export.metadata import read_metadata
+
+
+class ExecuTorchBackend(Backend):
+    runtime = "executorch"
+
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None):
+        import torch
+        from executorch.runtime import Runtime
+
+        super().__init__(path, read_metadata(path))
+        if threads:
+            from executorch.extension.pybindings import portable_lib
+
+            portable_lib._unsafe_reset_threadpool(int(threads))  # process-wide, as ExecuTorch offers it
+        self.torch = torch
+        try:
+            self.method = Runtime.get().load_program(str(self.path)).load_method("forward")
+        except Exception as exc:
+            raise ExportError(f"ExecuTorch cannot load '{self.path}' ({type(exc).__name__}: "
+                              f"{(str(exc).strip().splitlines() or ['damaged file'])[0][:160]}); re-export it") from None
+
+    def __call__(self, x) -> np.ndarray:
+        batch = self.torch.from_numpy(self.as_numpy(x))  # C-contiguous float32 (Backend.as_numpy)
+        try:
+            out = self.method.execute([batch])[0]
+        except RuntimeError as exc:
+            raise ExportError(f"ExecuTorch could not run '{self.path.name}' on a batch of {len(batch)} "
+                              f"({str(exc).splitlines()[0][:120]}); the program takes the batch range it was "
+                              "exported with") from None
+        return out.numpy().astype(np.float32, copy=True)
