@@ -91,7 +91,8 @@ def test_format_all_goes_on_when_one_format_fails(student_ckpt, tmp_path, monkey
         raise RuntimeError("converter crashed")
 
     monkeypatch.setattr(onnx_export_mod, "to_int8", exploding)
-    report = _export(student_ckpt, tmp_path, tuple(FORMATS), ("fp32", "int8"))
+    # every format but ExecuTorch, whose 30-60 s lowering tests/export/test_executorch_format.py covers
+    report = _export(student_ckpt, tmp_path, tuple(f for f in FORMATS if f != "executorch"), ("fp32", "int8"))
     status = {(a["format"], a["precision"]): a for a in report["artifacts"]}
     assert status[("onnx", "fp32")]["status"] == "ok"
     assert status[("onnx", "int8")]["status"] == "export_failed"
