@@ -39,6 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "threads)")
     p.add_argument("--out", metavar="DIR", help="report folder (default: bench/ in the first run or export folder "
                    "named, or beside the first artifact)")
+    p.add_argument("--profile", action="store_true",
+                   help="instead of timing: per-layer times of one ONNX or OpenVINO artifact from its runtime's "
+                        "profiler, at the first --batch-sizes value (profile.json, profile.md)")
+    p.add_argument("--profile-runs", type=positive_int, default=50, metavar="N", help="inferences profiled (default 50)")
     add_json_flag(p)
 
 
@@ -48,6 +52,8 @@ def run(args: argparse.Namespace) -> dict:
     from bench.runner import BenchConfig, run_bench
     from distill.core.errors import ConfigError, PartialResult
 
+    if args.profile:
+        return _profile(args)
     if bool(args.train) != bool(args.val):
         raise ConfigError("--train and --val go together (the kNN bank and its queries)")
     if args.device not in ("cpu",) and not args.device.startswith("cuda"):
@@ -84,8 +90,33 @@ def run(args: argparse.Namespace) -> dict:
     return result
 
 
+def _profile(args: argparse.Namespace) -> dict:
+    from pathlib import Path
+
+    from bench.profile import profile_artifact, profile_markdown
+    from bench.runner import default_out
+    from distill.core.atomic import atomic_write_json, atomic_write_text
+    from distill.core.errors import ConfigError
+
+    if len(args.targets) != 1 or not Path(args.targets[0]).is_file():
+        raise ConfigError("--profile takes one artifact file (an .onnx or an OpenVINO .xml), not "
+                          f"{' '.join(args.targets)}")
+    result = profile_artifact(args.targets[0], args.batch_sizes[0], args.profile_runs, args.threads)
+    out = Path(args.out) if args.out else default_out(args.targets)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = Path(args.targets[0]).name.split(".")[0]
+    atomic_write_json(out / f"{stem}.profile.json", result)
+    atomic_write_text(out / f"{stem}.profile.md", profile_markdown(result))
+    return {**result, "report_dir": str(out)}
+
+
 def format_result(result: dict) -> str:
     from pathlib import Path
+
+    if "layers" in result:  # --profile
+        from bench.profile import profile_markdown
+
+        return profile_markdown(result) + f"\nwritten to {result['report_dir']}"
 
     md = Path(result["report_dir"]) / "report.md"
     return md.read_text() + (f"\nreports: {result['report_dir']} (report.json, report.csv, report.md, "
