@@ -169,3 +169,37 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     full_env = {**os.environ, "EDGEDISTILL_PROGRESS": "0", **(env or {})}
     return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd or ROOT,
                           env=full_env, timeout=timeout)
+
+
+def tiny_teacher():
+    """A 32-d teacher (one strided conv, global pool, a linear layer) with seed-0 weights, in eval mode: what the
+    tests that need a real teacher file export to TorchScript or ONNX."""
+    import torch
+
+    class TinyTeacher(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 16, 3, stride=2, padding=1)
+            self.fc = torch.nn.Linear(16, 32)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+
+    torch.manual_seed(0)
+    return TinyTeacher().eval()
+
+
+def student_run(root: Path, name: str = "mobilenetv3_small_050", size: int = 32, seed: int = 1):
+    """root/gallery (coloured noise) and root/student.pt: ``name`` at ``size`` px with seed-``seed`` weights;
+    returns the student (eval mode) for comparisons."""
+    import torch
+
+    from distill.checkpoint import save_student
+    from distill.core.preprocess import Preprocess
+    from distill.students import create_student
+
+    colour_gallery(root, size=size)
+    torch.manual_seed(seed)
+    student = create_student(name, img_size=size).eval()
+    save_student(root / "student.pt", student, Preprocess.for_student(size), {})
+    return student

@@ -12,26 +12,15 @@ import torch
 
 import edgedistill
 from distill.core.cli import main
-from tests.conftest import colour_gallery
+from tests.conftest import colour_gallery, tiny_teacher
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class _Teacher(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 16, 3, stride=2, padding=1)
-        self.fc = torch.nn.Linear(16, 32)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
 
 
 def make_world(root: Path) -> Path:
     """root/images/train/<colour>/*.png, root/teacher.onnx (+ its sidecar)."""
     colour_gallery(root, database="images/train", size=32)
-    torch.manual_seed(0)
-    torch.onnx.export(_Teacher().eval(), torch.zeros(1, 3, 32, 32), str(root / "teacher.onnx"), input_names=["input"],
+    torch.onnx.export(tiny_teacher(), torch.zeros(1, 3, 32, 32), str(root / "teacher.onnx"), input_names=["input"],
                       output_names=["embedding"], dynamic_axes={"input": {0: "batch"}}, dynamo=False)
     (root / "teacher.json").write_text(json.dumps({"input_size": [3, 32, 32], "embedding_dim": 32}))
     return root

@@ -16,3 +16,4 @@ def student_ckpt(tmp_path_factory, cifar_small):
     config = {"data": str(cifar_small / "train"), "val": str(cifar_small / "test")}
     save_student(run / "student.pt", student, Preprocess(input_size=32), config)
     return run
+

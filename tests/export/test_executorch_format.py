@@ -5,13 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from distill.checkpoint import save_student
-from distill.core.preprocess import Preprocess
-from distill.students import create_student
 from export import ExportConfig, export_model
 from export.backends import load_backend
 from export.errors import ExportError
-from tests.conftest import colour_gallery
+from tests.conftest import student_run
 
 pytest.importorskip("executorch", reason="the executorch format needs the executorch extra "
                                          "(pip install 'edgedistill[executorch]')")
@@ -21,10 +18,7 @@ pytestmark = pytest.mark.slow  # lowering takes 20-40 s a program on 2 cores
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("executorch")
-    colour_gallery(root, size=32)
-    torch.manual_seed(1)
-    student = create_student("mobilenetv3_small_050", img_size=32).eval()
-    save_student(root / "student.pt", student, Preprocess.for_student(32), {})
+    student = student_run(root)
     report = export_model(ExportConfig(model=str(root), formats=("executorch",), precisions=("fp32", "int8"),
                                        calib=str(root / "gallery"), calib_size=24, parity_data=str(root / "gallery"),
                                        parity_size=24, dynamic_batch=(1, 4, 8), out=str(root / "export"), workers=0,

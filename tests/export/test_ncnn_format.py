@@ -14,7 +14,7 @@ from distill.core.preprocess import Preprocess
 from distill.students import create_student
 from export import ExportConfig, export_model
 from export.backends import load_backend
-from tests.conftest import colour_gallery
+from tests.conftest import colour_gallery, student_run
 
 pytest.importorskip("ncnn", reason="the ncnn format needs the ncnn extra (pip install 'edgedistill[ncnn]')")
 pytest.importorskip("pnnx", reason="the ncnn format needs the ncnn extra (pip install 'edgedistill[ncnn]')")
@@ -23,10 +23,7 @@ pytest.importorskip("pnnx", reason="the ncnn format needs the ncnn extra (pip in
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("ncnn")
-    colour_gallery(root, size=32)
-    torch.manual_seed(1)
-    student = create_student("mobilenetv3_small_050", img_size=32).eval()
-    save_student(root / "student.pt", student, Preprocess.for_student(32), {})
+    student = student_run(root)
     report = export_model(ExportConfig(model=str(root), formats=("ncnn",), precisions=("fp32", "fp16"),
                                        parity_data=str(root / "gallery"), parity_size=24, out=str(root / "export"),
                                        workers=0, timing_s=0.1))

@@ -13,19 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import colour_gallery, make_image, run_cli
+from tests.conftest import colour_gallery, make_image, run_cli, tiny_teacher
 
 STUDENT = "mobilenetv3_small_050"  # timm, 0.6 M parameters: small artifacts, fast commands
-
-
-class _Teacher(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 16, 3, stride=2, padding=1)
-        self.fc = torch.nn.Linear(16, 32)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
 
 
 def _ok(proc, what: str) -> None:
@@ -38,8 +28,7 @@ def workspace(tmp_path_factory) -> Path:
     make_image(root / "photo.png")
     (root / "empty").mkdir()
     (root / "notes.txt").write_text("not a model\n")
-    torch.manual_seed(0)
-    teacher = _Teacher().eval()
+    teacher = tiny_teacher()
     example = torch.zeros(1, 3, 32, 32)
     torch.jit.trace(teacher, example).save(str(root / "teacher.torchscript.pt"))
     torch.onnx.export(teacher, example, str(root / "teacher.onnx"), input_names=["input"],
