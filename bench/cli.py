@@ -42,7 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", action="store_true",
                    help="instead of timing: per-layer times of one ONNX or OpenVINO artifact from its runtime's "
                         "profiler, at the first --batch-sizes value (profile.json, profile.md)")
-    p.add_argument("--profile-runs", type=positive_int, default=50, metavar="N", help="inferences profiled (default 50)")
+    p.add_argument("--profile-runs", type=positive_int, default=50, metavar="N",
+                   help="inferences profiled (default 50)")
     add_json_flag(p)
 
 

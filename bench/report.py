@@ -105,6 +105,18 @@ def _load(env: dict) -> str:
     return text
 
 
+def _harness_line(harness: dict | None) -> list[str]:
+    """The benchmark's own per-call cost (bench.harness), under the table."""
+    if not harness:
+        return []
+    if not harness.get("measured"):
+        return [f"Harness overhead: not measured ({harness.get('why', 'the empty model failed')}).", ""]
+    per = ", ".join(f"batch {bs}: {ms:.4f} ms" for bs, ms in harness["p50_ms"].items() if ms is not None)
+    return [f"Harness overhead (p50 of an empty model, {harness['model']}, through the same path): {per}. "
+            "Inputs and outputs are bound once per batch size (onnxruntime IOBinding, OpenVINO shared input "
+            "memory), so a row's p50 is the model's call, as benchmark_app and trtexec time it.", ""]
+
+
 def render_markdown(report: dict) -> str:
     env, student = report["environment"], report["student"]
     cpu = env["cpu"]
@@ -115,7 +127,7 @@ def render_markdown(report: dict) -> str:
             f"Load average before/after: {_load(env)}.",
             f"Student: {_fmt(student.get('params'), 0)} parameters, "
             f"{flops / 1e6:.1f} MFLOPs per image." if flops else "", "",
-            markdown_table(report), ""]
+            markdown_table(report), "", *_harness_line(report.get("harness"))]
     gates = gate_table(report)
     if gates:
         head += ["Parity gate on this machine: each artifact's embeddings of its reference bundle (the images the "

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from bench.environment import contended, environment, load_average, runnable_others
+from bench.harness import harness_overhead
 from distill.core.deps import available
 from distill.core.embeddings import FolderEmbeddings, bank_overlap, cosine_rows, knn_protocols, neighbour_overlap
 from distill.core.errors import DataError, MissingDependencyError
@@ -169,6 +170,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
                 bar.update(1)
         bar.close()
         others_after = runnable_others()
+        size = next((t.get("img_size") for runs in timings.values() for t in runs if t.get("img_size")), 224)
+        harness = harness_overhead(lambda job: _run_worker(job, work, threads), base, work, size)
         embeddings = _embeddings(cfg, labels, work, threads)
         gates = _gates(cfg, labels, work, threads, reference)
 
@@ -182,7 +185,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     flops, params = _cost(reference)
     rows = _rows(cfg, labels, timings, embeddings, reference, flops, env, gates)
     student = {"checkpoint": str(reference) if reference else None, "flops_per_image": flops, "params": params}
-    report = {"config": asdict(cfg), "environment": env, "student": student,
+    report = {"config": asdict(cfg), "environment": env, "student": student, "harness": harness,
               "rows": rows, "report_dir": str(out)}
     if cfg.cross_check:
         from bench.crosscheck import cross_check, offline_check

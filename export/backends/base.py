@@ -38,6 +38,13 @@ class Backend:
     def __call__(self, x) -> np.ndarray:
         raise NotImplementedError
 
+    def bound(self, x: np.ndarray):
+        """A no-argument callable running the model on ``x`` with its input (and, where the runtime allows, its
+        output) bound once: what ``bench`` times, so that the figure is the model's, not the harness's (no input
+        conversion or output copy per call). The default is ``self(x)``; runtimes with binding APIs override it."""
+        x = self.as_numpy(x)
+        return lambda: self(x)
+
     # The distill embedder interface, so that distill.evaluate can measure any backend.
     kind = "artifact"
 

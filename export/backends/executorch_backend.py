@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from distill.core.errors import first_line
 from export.backends.base import Backend
 from export.errors import ExportError
 from export.metadata import read_metadata
@@ -33,7 +34,7 @@ class ExecuTorchBackend(Backend):
             self.method = Runtime.get().load_program(str(self.path)).load_method("forward")
         except Exception as exc:
             raise ExportError(f"ExecuTorch cannot load '{self.path}' ({type(exc).__name__}: "
-                              f"{(str(exc).strip().splitlines() or ['damaged file'])[0][:160]}); re-export it") from None
+                              f"{first_line(exc)[:160]}); re-export it") from None
 
     def __call__(self, x) -> np.ndarray:
         batch = self.torch.from_numpy(self.as_numpy(x))  # C-contiguous float32 (Backend.as_numpy)

@@ -48,6 +48,24 @@ class OnnxRuntimeBackend(Backend):
             return run_in_pieces(self._run, x, self.static_batch, static=True)
         return self._run(x)
 
+    def bound(self, x: np.ndarray):
+        """onnxruntime's IOBinding: the input bound once from its NumPy buffer, the output into a preallocated
+        OrtValue (no per-call copies), on the CPU; a static batch of another size goes through ``self(x)``."""
+        import onnxruntime as ort
+
+        x = self.as_numpy(x)
+        cpu = self.session.get_providers()[0] == "CPUExecutionProvider"
+        if self.static_batch and len(x) != self.static_batch or not cpu:
+            return super().bound(x)
+        binding = self.session.io_binding()
+        binding.bind_cpu_input(self.input_name, x)
+        output = self.session.get_outputs()[0]
+        probe = self.session.run(None, {self.input_name: x})[0]  # the output's shape, once
+        value = ort.OrtValue.ortvalue_from_numpy(np.empty_like(probe))
+        binding.bind_ortvalue_output(output.name, value)
+        run = self.session.run_with_iobinding
+        return lambda: run(binding)
+
     def _run(self, x: np.ndarray) -> np.ndarray:
         try:
             out = self.session.run(None, {self.input_name: x})[0]
