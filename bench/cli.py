@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> dict:
 def _profile(args: argparse.Namespace) -> dict:
     from pathlib import Path
 
-    from bench.profile import profile_artifact, profile_markdown
+    from bench.layers import profile_artifact, profile_markdown
     from bench.runner import default_out
     from distill.core.atomic import atomic_write_json, atomic_write_text
     from distill.core.errors import ConfigError
@@ -115,7 +115,7 @@ def format_result(result: dict) -> str:
     from pathlib import Path
 
     if "layers" in result:  # --profile
-        from bench.profile import profile_markdown
+        from bench.layers import profile_markdown
 
         return profile_markdown(result) + f"\nwritten to {result['report_dir']}"
 

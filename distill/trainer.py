@@ -74,6 +74,8 @@ class Trainer:
     momentum = property(lambda self: self.parts.momentum)
     teacher = property(lambda self: self.parts.teacher)
     loss = property(lambda self: self.parts.loss)
+    cache = property(lambda self: self.parts.cache, doc="the teacher cache, when the run reads one")
+    generator = property(lambda self: self.step_fn.generator, doc="the augmentation (and cache-view) generator")
 
     def train_step(self, images: torch.Tensor, indices: torch.Tensor | None = None) -> torch.Tensor:
         """One step (distill.step.TrainStep) numbered as the loop's current step."""

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from bench.profile import profile_artifact
+from bench.layers import profile_artifact
 from distill.core.cli import main
 
 

@@ -79,9 +79,10 @@ def test_cli_exits_non_zero_on_parity_failure_and_prints_json(cifar_small, tmp_p
     proc = run_cli("export", "--model", "student:mobilenetv3_large_100", "--img-size", "32", "--format", "onnx",
                    "--precision", "int8", "--int8-fallback", "0", "--calib", str(cifar_small / "train"), "--calib-size", "40",
                    "--parity-size", "40", "--out", str(tmp_path), "--json", "--workers", "0")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    (art,) = result["artifacts"]
+    *_, table, error = proc.stdout.strip().splitlines()  # the report, then the failure as a JSON object
+    (art,) = json.loads(table)["artifacts"]
     assert proc.returncode == 3 and art["status"] == "parity_failed", art
+    assert json.loads(error) == {"error": json.loads(error)["error"], "exit_code": 3}
     assert art["parity"]["min_cosine"] < TOLERANCES["int8"].min_cosine and art["path"].endswith(".onnx.failed")
     assert proc.stderr.strip().splitlines()[-1].startswith("edgedistill: error: parity check failed")
 
