@@ -248,8 +248,11 @@ def carried_rows(rows: list[dict], path: str | None) -> list[dict]:
 
 def write_outputs(rows: list[dict], meta: dict, args: argparse.Namespace) -> None:
     rows = carried_rows(rows, args.carry)
-    atomic_write_json(args.json, {"meta": meta, "rows": rows})
-    write_between_markers(Path(args.doc), args.marker, render(rows, meta, before_knn(args.before)))
+    if args.json != "-":
+        kept = [] if not args.also else json.loads(Path(args.also).read_text())["rows"]
+        atomic_write_json(args.json, {"meta": meta, "rows": rows + kept})
+    if args.doc != "-":
+        write_between_markers(Path(args.doc), args.marker, render(rows, meta, before_knn(args.before)))
     if args.plot:
         from distill.curves import plot_comparison
 
@@ -295,8 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", default="runs/results-table")
-    p.add_argument("--json", default="docs/results.json")
-    p.add_argument("--doc", default="docs/RESULTS.md")
+    p.add_argument("--json", default="docs/results.json", help="the rows as JSON (-: none)")
+    p.add_argument("--also", metavar="OLD_JSON", help="rows of another table (another budget) appended to --json as "
+                   "they are, each with its budget_epochs; not tabulated")
+    p.add_argument("--doc", default="docs/RESULTS.md", help="the document whose --marker section is the table (-: none)")
     p.add_argument("--marker", default="results-table",
                    help="the section of --doc to rewrite (<!-- MARKER:begin --> ... <!-- MARKER:end -->)")
     p.add_argument("--eval-every", type=int, default=0, metavar="N",
