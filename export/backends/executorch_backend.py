@@ -2,8 +2,10 @@
 delegate. Training side: ExecuTorch's Python runtime imports torch (on a phone the same program runs from C++).
 
 Every input is made C-contiguous float32 first (a program remembers its example's memory layout, and a
-channels-last array would run and return garbage). Threads: ExecuTorch's thread pool is one per process, set from
-``threads``.
+channels-last array would run and return garbage). The program's input is memory-planned for a largest batch
+(``MethodMeta``): with ExecuTorch 1.5.1 that is at most 15 images whatever the declared maximum (measured), so a
+larger batch runs in pieces of the planned size, and every batch the export declared works. Threads: ExecuTorch's
+thread pool is one per process, set from ``threads``.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from distill.core.errors import first_line
+from distill.core.pieces import run_in_pieces
 from export.backends.base import Backend
 from export.errors import ExportError
 from export.metadata import read_metadata
@@ -32,12 +35,19 @@ class ExecuTorchBackend(Backend):
         self.torch = torch
         try:
             self.method = Runtime.get().load_program(str(self.path)).load_method("forward")
+            self.max_batch = int(self.method.metadata.input_tensor_meta(0).sizes()[0])
         except Exception as exc:
             raise ExportError(f"ExecuTorch cannot load '{self.path}' ({type(exc).__name__}: "
                               f"{first_line(exc)[:160]}); re-export it") from None
 
     def __call__(self, x) -> np.ndarray:
-        batch = self.torch.from_numpy(self.as_numpy(x))  # C-contiguous float32 (Backend.as_numpy)
+        x = self.as_numpy(x)  # C-contiguous float32
+        if len(x) > self.max_batch:
+            return run_in_pieces(self._run, x, self.max_batch, static=False)
+        return self._run(x)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        batch = self.torch.from_numpy(x)
         try:
             out = self.method.execute([batch])[0]
         except RuntimeError as exc:
