@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+from distill.core.errors import first_line
 from export.errors import ExportError
 
 
@@ -57,7 +58,7 @@ def build(ctx, precision: str, base_onnx: Path, target: Path, work: Path) -> tup
         raise
     except Exception as exc:  # torch.export / the lowering: an operator it cannot take, a shape guard
         raise ExportError(f"ExecuTorch could not lower the student ({type(exc).__name__}: "
-                          f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else 'no message'})") from None
+                          f"{first_line(exc)[:200]})") from None
     atomic_write_bytes(target, lowered.buffer)
     options["planned_max_batch"] = _planned_batch(target)
     return target, options

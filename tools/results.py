@@ -46,27 +46,28 @@ RECIPES = {
 }
 
 
-def set_recipe_field(item: str) -> None:
-    """``METHOD.FIELD=VALUE`` -> ``RECIPES[METHOD][FIELD] = float(VALUE)`` for a TrainConfig field (ema_momentum,
-    queue_size, ...): a variant of a method's recipe, run into its own --out."""
+def _method_item(item: str, what: str) -> tuple[str, str, float]:
+    """``METHOD.NAME=VALUE`` -> (METHOD, NAME, float VALUE); malformed items raise ValueError naming the form."""
     key, sep, value = item.partition("=")
     method, dot, name = key.partition(".")
     if not sep or not dot or method not in RECIPES or not name:
-        raise ValueError(f"'{item}' is not METHOD.FIELD=VALUE with METHOD one of {', '.join(RECIPES)}")
-    number = float(value)
+        raise ValueError(f"'{item}' is not METHOD.{what}=VALUE with METHOD one of {', '.join(RECIPES)}")
+    try:
+        return method, name, float(value)
+    except ValueError:
+        raise ValueError(f"'{item}': VALUE must be a number") from None
+
+
+def set_recipe_field(item: str) -> None:
+    """``METHOD.FIELD=VALUE`` -> ``RECIPES[METHOD][FIELD] = float(VALUE)`` for a TrainConfig field (ema_momentum,
+    queue_size, ...): a variant of a method's recipe, run into its own --out."""
+    method, name, number = _method_item(item, "FIELD")
     RECIPES[method] = {**RECIPES[method], name: int(number) if number.is_integer() and name.endswith("size") else number}
 
 
 def set_loss_option(item: str) -> None:
     """``METHOD.OPTION=VALUE`` -> ``RECIPES[METHOD]["loss_options"][OPTION] = float(VALUE)``."""
-    key, sep, value = item.partition("=")
-    method, dot, option = key.partition(".")
-    if not sep or not dot or method not in RECIPES or not option:
-        raise ValueError(f"'{item}' is not METHOD.OPTION=VALUE with METHOD one of {', '.join(RECIPES)}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(f"'{item}': VALUE must be a number") from None
+    method, option, number = _method_item(item, "OPTION")
     RECIPES[method] = {**RECIPES[method], "loss_options": {**RECIPES[method].get("loss_options", {}), option: number}}
 
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from distill.core.errors import ConfigError
+from distill.core.errors import ConfigError, first_line
 
 
 def load_config_file(path: str, valid: Iterable[str]) -> dict[str, Any]:
@@ -33,7 +33,7 @@ def load_config_file(path: str, valid: Iterable[str]) -> dict[str, Any]:
     except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError
         raise ConfigError(f"--config '{path}' is not valid "
                           f"{'YAML' if file.suffix.lower() in ('.yaml', '.yml') else 'JSON'} "
-                          f"({str(exc).splitlines()[0]})") from None
+                          f"({first_line(exc)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"--config '{path}' holds a {type(data).__name__}, not a mapping of option names to values")
     valid = set(valid)

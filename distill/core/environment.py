@@ -41,9 +41,10 @@ def git_commit() -> dict[str, Any] | None:
 
 
 def hardware(device: str | None = None) -> dict[str, Any]:
+    from distill.core.threads import usable_cpus
+
     info: dict[str, Any] = {"machine": platform.machine(), "processor": platform.processor() or None,
-                            "cpus": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0))
-                            if hasattr(os, "sched_getaffinity") else None, "system": platform.system()}
+                            "cpus": os.cpu_count(), "usable_cpus": usable_cpus(), "system": platform.system()}
     try:
         info["memory_gb"] = round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30, 1)
     except (ValueError, OSError, AttributeError):

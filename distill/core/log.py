@@ -15,9 +15,6 @@ log = logging.getLogger(LOGGER)
 class _StderrHandler(logging.StreamHandler):
     """Writes to the *current* sys.stderr (a test's capture, a redirected stream), one line per record."""
 
-    def __init__(self):
-        super().__init__()
-
     @property
     def stream(self):
         return sys.stderr

@@ -52,6 +52,6 @@ class ExecuTorchBackend(Backend):
             out = self.method.execute([batch])[0]
         except RuntimeError as exc:
             raise ExportError(f"ExecuTorch could not run '{self.path.name}' on a batch of {len(batch)} "
-                              f"({str(exc).splitlines()[0][:120]}); the program takes the batch range it was "
+                              f"({first_line(exc)[:120]}); the program takes the batch range it was "
                               "exported with") from None
         return out.numpy().astype(np.float32, copy=True)

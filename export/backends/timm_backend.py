@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from distill.core.errors import first_line
 from export.backends.base import Backend
 from export.errors import ExportError
 from export.metadata import read_metadata
@@ -30,7 +31,7 @@ class TimmBackend(Backend):
             model = timm.create_model(arch, pretrained=False, num_classes=0, checkpoint_path=str(path))
         except Exception as exc:  # timm's loader: a missing key, a shape, a damaged file
             raise ExportError(f"timm could not load '{path}' as {arch} ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:160]})") from None
+                              f"{first_line(exc)[:160]})") from None
         self.model = model.to(self.device).eval()
 
     def __call__(self, x) -> np.ndarray:
