@@ -8,8 +8,11 @@ overhead or measures something else.
 benchmark_app is run the way bench's OpenVINO backend compiles the model (export/backends/openvino_backend.py):
 one stream, ``-nthreads`` = bench's threads, synchronous requests (one at a time, as bench's timing loop),
 ``-infer_precision f32`` (the backend's ``INFERENCE_PRECISION_HINT``; without it a bf16-capable CPU runs an
-fp32 IR in bf16), the static input shape ``[batch, 3, S, S]`` and random inputs (benchmark_app's "inference
-only" mode, as bench's timing on a ready batch). Its median latency is compared with bench's p50.
+fp32 IR in bf16), the static input shape ``[batch, 3, S, S]`` (the backend too compiles each batch size reshaped
+to it: the dynamic-batch model was what made bench read up to 2.6x benchmark_app before) and random inputs
+(benchmark_app's "inference only" mode, as bench's timing on a ready batch). Its median latency is compared with
+bench's p50. ``-hint none`` is benchmark_app's rule for taking ``-nstreams``/``-nthreads``; the compiled model
+still reports the LATENCY hint the backend sets.
 """
 from __future__ import annotations
 

@@ -54,11 +54,12 @@ def _onnxruntime_layers(path: Path, x: np.ndarray, runs: int, threads: int | Non
 def _openvino_layers(path: Path, x: np.ndarray, runs: int, threads: int | None) -> list[dict]:
     import openvino as ov
 
-    config = {"PERF_COUNT": "YES", "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = str(threads)
+    from export.backends.openvino_backend import cpu_config, reshaped
+
     core = ov.Core()
-    request = core.compile_model(core.read_model(str(path)), "CPU", config).create_infer_request()
+    model = core.read_model(str(path))
+    model = reshaped(model, x.shape) or model  # as the backend runs it: compiled for this input's shape
+    request = core.compile_model(model, "CPU", cpu_config(threads, PERF_COUNT="YES")).create_infer_request()
     request.infer({0: x})  # warm-up
     sums: dict[tuple, float] = defaultdict(float)
     for _ in range(runs):

@@ -111,10 +111,13 @@ def _harness_line(harness: dict | None) -> list[str]:
         return []
     if not harness.get("measured"):
         return [f"Harness overhead: not measured ({harness.get('why', 'the empty model failed')}).", ""]
-    per = ", ".join(f"batch {bs}: {ms:.4f} ms" for bs, ms in harness["p50_ms"].items() if ms is not None)
+    per = "; ".join(f"{runtime} " + ", ".join(f"batch {bs}: {ms:.4f} ms" for bs, ms in by_batch.items()
+                                                if ms is not None)
+                    for runtime, by_batch in harness["p50_ms"].items())
     return [f"Harness overhead (p50 of an empty model, {harness['model']}, through the same path): {per}. "
             "Inputs and outputs are bound once per batch size (onnxruntime IOBinding, OpenVINO shared input "
-            "memory), so a row's p50 is the model's call, as benchmark_app and trtexec time it.", ""]
+            "memory, each shape compiled static), so a row's p50 is the model's call, as benchmark_app and trtexec "
+            "time it.", ""]
 
 
 def render_markdown(report: dict) -> str:
