@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 
 from distill.core.cli import add_json_flag, nonnegative_float, positive_float, positive_int, positive_ints
+from export.backends.torch_variants import parse_variant, torch_variants
 
 HELP = "benchmark latency, throughput, memory and accuracy of every backend"
 
@@ -34,6 +35,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-runs", type=positive_int, default=20, metavar="N")
     p.add_argument("--rounds", type=positive_int, default=3, help="interleaved rounds; medians are reported")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--torch", default="eager", metavar="V1,V2",
+                   help="how the PyTorch student runs, each a row beside the artifacts: "
+                        f"{', '.join(torch_variants())} (default eager, the reference row; cudagraphs is "
+                        "torch.compile's reduce-overhead mode and needs --device cuda)")
     p.add_argument("--cross-check", action="store_true",
                    help="also time every OpenVINO artifact with OpenVINO's benchmark_app (same batch sizes and "
                         "threads)")
@@ -59,13 +64,16 @@ def run(args: argparse.Namespace) -> dict:
         raise ConfigError("--train and --val go together (the kNN bank and its queries)")
     if args.device not in ("cpu",) and not args.device.startswith("cuda"):
         raise ConfigError(f"--device must be cpu or cuda, got '{args.device}'")
+    variants = tuple(dict.fromkeys(v.strip() for v in args.torch.split(",") if v.strip()))
+    for v in variants:
+        parse_variant(v, args.device)  # an unknown name, or CUDA graphs without --device cuda: one line
     cfg = BenchConfig(targets=args.targets, data=args.data, train=args.train, val=args.val,
                       train_limit=args.train_limit, val_limit=args.val_limit, batch_sizes=args.batch_sizes,
                       threads=args.threads, warmup_s=args.warmup_s, min_time_s=args.min_time_s,
                       min_runs=args.min_runs, rounds=args.rounds, device=args.device, out=args.out,
-                      cross_check=args.cross_check)
+                      cross_check=args.cross_check, torch_variants=variants or ("eager",))
     report = run_bench(cfg)
-    keys = ("backend", "precision", "batch_size", "img_size", "status", "p50_ms", "p90_ms", "p99_ms",
+    keys = ("backend", "variant", "precision", "batch_size", "img_size", "status", "p50_ms", "p90_ms", "p99_ms",
             "images_per_s", "peak_rss_mb", "size_mb", "knn_top1", "knn_delta", "min_cosine", "gate",
             "gate_min_cosine", "gate_overlap@10", "gate_knn", "gate_reason", "error")
     result = {"report_dir": report["report_dir"], "rows": [{k: r.get(k) for k in keys} for r in report["rows"]]}

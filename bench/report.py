@@ -12,7 +12,7 @@ CSV_COLUMNS = ("backend", "precision", "batch_size", "img_size", "status", "p50_
                "mean_ms", "std_ms", "images_per_s", "e2e_p50_ms", "speedup_vs_torch", "floor_ms", "peak_rss_mb",
                "size_mb", "knn_top1", "knn_delta", "min_cosine", "mean_cosine", "neighbour_overlap@10", "gate",
                "gate_images", "gate_min_cosine", "gate_mean_cosine", "gate_overlap@10", "gate_knn",
-               "gate_knn_reference", "gate_reason", "artifact", "error")
+               "gate_knn_reference", "gate_reason", "artifact", "variant", "error")
 
 
 def _fmt(v, digits: int = 2) -> str:
@@ -21,6 +21,16 @@ def _fmt(v, digits: int = 2) -> str:
     if isinstance(v, float):
         return f"{v:.{digits}f}"
     return str(v)
+
+
+def who(row: dict) -> str:
+    """The backend column: the runtime, and for a PyTorch variant its mode ('torch (cudagraphs)')."""
+    variant = row.get("variant")
+    return f"{row['backend']} ({variant.split('-')[0]})" if variant else row["backend"]
+
+
+def _group(row: dict) -> tuple:
+    return row["artifact"], row.get("variant")
 
 
 def markdown_table(report: dict) -> str:
@@ -32,15 +42,15 @@ def markdown_table(report: dict) -> str:
     lines = [f"| backend | precision | status | size MB | kNN top-1 | kNN delta | min cos | p50 ms (b{b1}) | "
              f"x torch (b{b1}) | p50 ms (b{bmax}) | images/s (b{bmax}) | peak RSS MB |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    by_artifact: dict[str, dict[int, dict]] = {}
+    by_artifact: dict[tuple, dict[int, dict]] = {}
     for r in rows:
-        by_artifact.setdefault(r["artifact"], {})[r["batch_size"]] = r
+        by_artifact.setdefault(_group(r), {})[r["batch_size"]] = r
     for per_bs in by_artifact.values():
         first, last = per_bs.get(b1, {}), per_bs.get(bmax, {})
         ref = first or last
         status = "✅" if ref.get("status") == "ok" else f"❌ {ref.get('error') or ''}".strip()
         lines.append("| " + " | ".join([
-            ref["backend"], ref["precision"], status, _fmt(ref.get("size_mb"), 1), _fmt(ref.get("knn_top1"), 4),
+            who(ref), ref["precision"], status, _fmt(ref.get("size_mb"), 1), _fmt(ref.get("knn_top1"), 4),
             _fmt(ref.get("knn_delta"), 4), _fmt(ref.get("min_cosine"), 4), _fmt(first.get("p50_ms")),
             _fmt(first.get("speedup_vs_torch")), _fmt(last.get("p50_ms")), _fmt(last.get("images_per_s"), 0),
             _fmt(ref.get("peak_rss_mb"), 0)]) + " |")
@@ -73,15 +83,15 @@ def scenarios(report: dict) -> list[dict]:
     """Per artifact, the two MLPerf inference scenarios a CPU deployment meets: single-stream (one image at a time,
     judged by its 90th-percentile latency) and offline (all images at hand, judged by throughput: the best
     images/s over the measured batch sizes)."""
-    by_artifact: dict[str, list[dict]] = {}
+    by_artifact: dict[tuple, list[dict]] = {}
     for r in report["rows"]:
         if r["status"] == "ok":
-            by_artifact.setdefault(r["artifact"], []).append(r)
+            by_artifact.setdefault(_group(r), []).append(r)
     out = []
     for rows in by_artifact.values():
         one = next((r for r in rows if r["batch_size"] == 1), None)
         best = max(rows, key=lambda r: r["images_per_s"] or 0)
-        out.append({"backend": rows[0]["backend"], "precision": rows[0]["precision"], "artifact": rows[0]["artifact"],
+        out.append({"backend": who(rows[0]), "precision": rows[0]["precision"], "artifact": rows[0]["artifact"],
                     "single_stream_p90_ms": one["p90_ms"] if one else None,
                     "offline_images_per_s": best["images_per_s"], "offline_batch_size": best["batch_size"]})
     return out
@@ -189,9 +199,12 @@ def plot(report: dict, path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     markers = "osD^vP*Xh<>"
     drawn = [r for r in rows if r[metric] is not None]
+    if not drawn:  # no images to compare on: nothing to plot against latency
+        plt.close(fig)
+        return False
     for i, r in enumerate(drawn):  # one legend entry per point: labels never sit on each other (close backends)
         ax.scatter(r["p50_ms"], r[metric], s=50, marker=markers[i % len(markers)], alpha=0.85,
-                   label=f"{r['backend']} {r['precision']} ({r['p50_ms']:.2f} ms)")
+                   label=f"{who(r)} {r['precision']} ({r['p50_ms']:.2f} ms)")
     latencies = [r["p50_ms"] for r in drawn]
     if latencies and max(latencies) > 8 * min(latencies):  # PyTorch eager next to the runtimes: spread them out
         ax.set_xscale("log")

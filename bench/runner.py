@@ -53,6 +53,7 @@ class BenchConfig:
     out: str | None = None  # default: bench/ inside the first target's folder (default_out)
     workers: int = 2
     cross_check: bool = False  # also run OpenVINO's benchmark_app on every OpenVINO artifact (bench.crosscheck)
+    torch_variants: tuple[str, ...] = ("eager",)  # how the PyTorch student runs (export.backends.torch_variants)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -101,7 +102,27 @@ def _label(path: Path) -> dict[str, str]:
         meta = {"precision": "?"}
     precision = (meta or {}).get("precision", "fp32")
     return {"backend": runtime, "precision": precision, "artifact": str(path), "name": f"{runtime} {precision}",
+            "key": str(path), "variant": None,
             "exported": meta is None or "parity" in meta}  # written by edgedistill export (sidecar-only: not)
+
+
+def _torch_variants(labels: list[dict], variants: tuple[str, ...], device: str) -> list[dict]:
+    """Each PyTorch student's extra rows (bench --torch): its eager fp32 row stays the reference, the other
+    variants follow it, keyed 'student.pt#variant'."""
+    from export.backends.torch_variants import parse_variant
+
+    out = []
+    for lab in labels:
+        out.append(lab)
+        if lab["backend"] != "torch":
+            continue
+        for v in variants:
+            if v == "eager":
+                continue
+            _, precision = parse_variant(v, device)
+            out.append({**lab, "precision": precision, "name": f"torch {v}", "key": f"{lab['artifact']}#{v}",
+                        "variant": v})
+    return out
 
 
 def _reference_checkpoint(paths: list[Path]) -> Path | None:
@@ -149,7 +170,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     reference = _reference_checkpoint(paths) if with_torch else None
     if reference is not None and reference not in paths:
         paths.insert(0, reference)
-    labels = [_label(p) for p in paths]
+    labels = _torch_variants([_label(p) for p in paths], cfg.torch_variants, cfg.device)
     images: list[str] = []
     if cfg.data or cfg.val:
         folder = scan_folder(cfg.data or cfg.val, 64)
@@ -161,12 +182,12 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         work = Path(tmp)
         base = {"device": cfg.device, "threads": threads, "batch_sizes": list(cfg.batch_sizes),
                 "warmup_s": cfg.warmup_s, "min_time_s": cfg.min_time_s, "min_runs": cfg.min_runs, "images": images}
-        timings: dict[str, list[dict]] = {l["artifact"]: [] for l in labels}
+        timings: dict[str, list[dict]] = {l["key"]: [] for l in labels}
         bar = progress(total=cfg.rounds * len(labels), desc="latency", unit="run")
         for _ in range(cfg.rounds):
             for lab in labels:
-                job = {**base, "task": "timing", "artifact": lab["artifact"]}
-                timings[lab["artifact"]].append(_run_worker(job, work, threads))
+                job = {**base, "task": "timing", "artifact": lab["artifact"], "variant": lab["variant"]}
+                timings[lab["key"]].append(_run_worker(job, work, threads))
                 bar.update(1)
         bar.close()
         others_after = runnable_others()
@@ -212,10 +233,11 @@ def _embeddings(cfg: BenchConfig, labels: list[dict], work: Path, threads: int) 
     for lab in progress(labels, desc="accuracy", unit="backend"):
         d = work / f"emb{len(found)}"
         d.mkdir()
-        res = _run_worker({"task": "embed", "artifact": lab["artifact"], "device": cfg.device, "threads": threads,
-                           "out": str(d), "workers": cfg.workers, **spec}, work, threads)
+        res = _run_worker({"task": "embed", "artifact": lab["artifact"], "variant": lab["variant"],
+                           "device": cfg.device, "threads": threads, "out": str(d), "workers": cfg.workers, **spec},
+                          work, threads)
         if not res.get("ok"):
-            found[lab["artifact"]] = {"error": res.get("error")}
+            found[lab["key"]] = {"error": res.get("error")}
             continue
         entry = {}
         for key in ("bank", "queries"):
@@ -223,7 +245,7 @@ def _embeddings(cfg: BenchConfig, labels: list[dict], work: Path, threads: int) 
                 labels_ = np.load(d / f"{key}_labels.npy")
                 entry[key] = FolderEmbeddings(np.load(d / f"{key}.npy"), labels_ if labels_.size else None,
                                               np.arange(0), 0)
-        found[lab["artifact"]] = entry
+        found[lab["key"]] = entry
     return found
 
 
@@ -273,16 +295,16 @@ def _rows(cfg, labels, timings, embeddings, reference, flops, env, gates=None) -
         ref_knn = knn_protocols(ref_emb["bank"], ref_emb["queries"])["knn_top1"]
     rows = []
     for lab in labels:
-        runs = timings[lab["artifact"]]
+        runs = timings[lab["key"]]
         good = [r for r in runs if r.get("ok")]
-        acc = _accuracy(embeddings.get(lab["artifact"], {}), ref_emb, ref_knn)
+        acc = _accuracy(embeddings.get(lab["key"], {}), ref_emb, ref_knn)
         for bs in cfg.batch_sizes:
             row = {"backend": lab["backend"], "precision": lab["precision"], "batch_size": bs, "img_size": None,
                    "status": "error", "p50_ms": None, "p90_ms": None, "p99_ms": None, "p999_ms": None, "mean_ms": None,
                    "std_ms": None,
                    "images_per_s": None, "e2e_p50_ms": None, "peak_rss_mb": None, "size_mb": None,
                    **acc, **_gate_columns((gates or {}).get(lab["artifact"])), "artifact": lab["artifact"],
-                   "error": None}
+                   "variant": lab["variant"], "error": None}
             entries = [r["batches"].get(str(bs), {}) for r in good]
             if not good:
                 row["error"] = runs[0].get("error") if runs else "not run"
@@ -307,7 +329,8 @@ def _rows(cfg, labels, timings, embeddings, reference, flops, env, gates=None) -
             if row.get("gate") == "refused" and row["status"] == "ok":  # no reference to judge it by
                 row.update(status="error", error=row["gate_reason"])
             rows.append(row)
-    torch_p50 = {r["batch_size"]: r["p50_ms"] for r in rows if r["backend"] == "torch" and r["status"] == "ok"}
+    torch_p50 = {r["batch_size"]: r["p50_ms"] for r in rows
+                 if r["backend"] == "torch" and not r["variant"] and r["status"] == "ok"}
     for r in rows:
         if r["status"] == "ok" and torch_p50.get(r["batch_size"]):
             r["speedup_vs_torch"] = torch_p50[r["batch_size"]] / r["p50_ms"]

@@ -34,18 +34,10 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux, the fallback elsewhere
 
 
-def _sync(device: str):
-    if device.startswith("cuda"):
-        import torch
-
-        return torch.cuda.synchronize
-    return None
-
-
 def timing(job: dict) -> dict:
     from export.backends import load_backend
 
-    backend = load_backend(job["artifact"], device=job["device"], threads=job["threads"])
+    backend = load_backend(job["artifact"], device=job["device"], threads=job["threads"], variant=job.get("variant"))
     static = (backend.meta.get("batch") or {}).get("dynamic") is False
     static_size = (backend.meta.get("batch") or {}).get("min")
     s = backend.preprocess.input_size
@@ -58,12 +50,12 @@ def timing(job: dict) -> dict:
             continue
         x = rng.standard_normal((bs, 3, s, s)).astype(np.float32)
         # the model alone: input (and output) bound once where the runtime can (Backend.bound)
-        infer = measure(backend.bound(x), job["warmup_s"], job["min_time_s"], job["min_runs"], _sync(job["device"]))
+        infer = measure(backend.bound(x), job["warmup_s"], job["min_time_s"], job["min_runs"], backend.synchronize)
         entry = {"infer": infer.to_dict()}
         if len(images) >= bs:
             files = images[:bs]
             e2e = measure(lambda: backend.embed_images(files, batch_size=bs), min(job["warmup_s"], 0.5),
-                          job["min_time_s"] / 2, max(3, job["min_runs"] // 4), _sync(job["device"]))
+                          job["min_time_s"] / 2, max(3, job["min_runs"] // 4), backend.synchronize)
             entry["end_to_end"] = e2e.to_dict()
         results[str(bs)] = entry
     return {"batches": results, "peak_rss_mb": _peak_rss_mb(), "size_bytes": backend.size_bytes(),
@@ -75,7 +67,7 @@ def embed(job: dict) -> dict:
     from distill.core.images import scan_folder
     from export.backends import load_backend
 
-    backend = load_backend(job["artifact"], device=job["device"], threads=job["threads"])
+    backend = load_backend(job["artifact"], device=job["device"], threads=job["threads"], variant=job.get("variant"))
     out = Path(job["out"])
     saved = {}
     for key in ("bank", "queries"):

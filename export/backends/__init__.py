@@ -54,12 +54,16 @@ def is_artifact(path: str | Path) -> bool:
 
 
 def load_backend(path: str | Path, device: str = "cpu", threads: int | None = None,
-                 runtime: str | None = None) -> Backend:
-    """Load an artifact (or a student checkpoint / run folder) with the runtime its suffix implies."""
+                 runtime: str | None = None, variant: str | None = None) -> Backend:
+    """Load an artifact (or a student checkpoint / run folder) with the runtime its suffix implies; ``variant``
+    picks how a PyTorch student runs (export.backends.torch_backend: 'eager', 'cudagraphs-fp16', ...)."""
     p = Path(path).expanduser()
     if not p.exists():
         raise ModelError(f"'{p}' does not exist; pass an exported artifact, a student.pt or a run folder")
-    return backend_class(runtime or runtime_for(p))(p, device=device, threads=threads)
+    cls = backend_class(runtime or runtime_for(p))
+    if variant is not None and variant != "eager":
+        return cls(p, device=device, threads=threads, variant=variant)
+    return cls(p, device=device, threads=threads)
 
 
 __all__ = ["Backend", "backends", "suffixes", "load_backend", "backend_class", "runtime_for", "is_artifact"]

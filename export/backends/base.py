@@ -45,6 +45,10 @@ class Backend:
         x = self.as_numpy(x)
         return lambda: self(x)
 
+    def synchronize(self) -> None:
+        """Wait for work the runtime queued on a device (bench calls it inside the timed region); a no-op for
+        runtimes whose calls return when their output is ready."""
+
     # The distill embedder interface, so that distill.evaluate can measure any backend.
     kind = "artifact"
 

@@ -118,7 +118,7 @@ def test_cli_prints_the_json_contract(run_dir, images, tmp_path):
     assert result["report_dir"] == str(tmp_path / "rep")
     keys = {"backend", "precision", "batch_size", "img_size", "status", "p50_ms", "p90_ms", "p99_ms", "images_per_s",
             "peak_rss_mb", "size_mb", "knn_top1", "knn_delta", "min_cosine", "gate", "gate_min_cosine",
-            "gate_overlap@10", "gate_knn", "gate_reason", "error"}
+            "gate_overlap@10", "gate_knn", "gate_reason", "error", "variant"}
     assert [set(r) for r in result["rows"]] == [keys, keys]
     assert {r["backend"] for r in result["rows"]} == {"torch", "onnxruntime"}
     gates = {r["backend"]: r["gate"] for r in result["rows"]}  # the export's bundle, checked again here
@@ -192,3 +192,19 @@ def test_a_model_from_elsewhere_is_benchmarked_without_a_gate(tmp_path):
     report = run_bench(BenchConfig(targets=[str(tmp_path / "m.onnx")], batch_sizes=(1,), warmup_s=0.05,
                                    min_time_s=0.1, min_runs=3, rounds=1, out=str(tmp_path / "r")))
     assert [(r["status"], r.get("gate")) for r in report["rows"]] == [("ok", None)]
+
+
+def test_torch_variants_are_rows_beside_the_reference(run_dir, images, tmp_path):
+    proc = run_cli("bench", str(run_dir / "student.pt"), "--data", str(images / "val"), "--torch", "eager,eager-bf16",
+                   "--batch-sizes", "1,2", "--warmup-s", "0.05", "--min-time-s", "0.1", "--min-runs", "3",
+                   "--rounds", "1", "--out", str(tmp_path / "rep"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout.strip().splitlines()[-1])["rows"]
+    assert [(r["variant"], r["precision"], r["batch_size"]) for r in rows] == [
+        (None, "fp32", 1), (None, "fp32", 2), ("eager-bf16", "bf16", 1), ("eager-bf16", "bf16", 2)]
+    assert all(r["status"] == "ok" and r["p50_ms"] > 0 for r in rows)
+    bf16 = rows[2]
+    assert 0.99 < bf16["min_cosine"] < 1.0  # compared with the eager fp32 reference, image by image
+    assert "| torch (eager) | bf16 | ✅" in (tmp_path / "rep" / "report.md").read_text()
+    refused = run_cli("bench", str(run_dir), "--torch", "cudagraphs")
+    assert refused.returncode == 2 and "needs --device cuda" in refused.stderr and "Traceback" not in refused.stderr
