@@ -22,6 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 _UNITS = {"ms": 1.0, "us": 1e-3, "s": 1e3}
 _LINE = re.compile(r"^\[ INFO \]\s+(Median|Average|Min|Max):\s+([0-9.]+)\s*(ms|us|s)\s*$")
 NOT_FOUND = "benchmark_app not found (it comes with the openvino package: pip install 'edgedistill[openvino]')"
@@ -75,20 +77,51 @@ def run_one(app: str, xml: str, batch: int, img_size: int, threads: int, seconds
         return {"error": f"{exc} (exit {proc.returncode}: {tail[0][:200]})", "command": " ".join(cmd)}
 
 
-def cross_check(rows: list[dict], threads: int, seconds: float, app: str | None = None) -> list[dict]:
-    """One benchmark_app run per measured OpenVINO (artifact, batch size) row; bench's p50 and images/s beside."""
+def round_jobs(labels: list[dict], round_timings: dict[str, dict], batch_sizes) -> list[tuple[str, int, int]]:
+    """(IR, batch size, image size) for every OpenVINO artifact this round timed: what benchmark_app runs next."""
+    jobs = []
+    for lab in labels:
+        t = round_timings.get(lab["key"]) or {}
+        if lab["backend"] != "openvino" or not t.get("ok") or not t.get("img_size"):
+            continue
+        jobs += [(lab["artifact"], bs, t["img_size"]) for bs in batch_sizes
+                 if "infer" in (t.get("batches") or {}).get(str(bs), {})]
+    return jobs
+
+
+def run_round(jobs: list[tuple[str, int, int]], threads: int, seconds: float, app: str | None = None) -> dict:
+    """One benchmark_app run per job, in the same round as bench's own timing of it (so a slow window of a shared
+    machine hits both tools): {"IR|batch": result}."""
     app = app or benchmark_app()
+    if app is None:
+        return {f"{xml}|{bs}": {"error": NOT_FOUND} for xml, bs, _ in jobs}
+    return {f"{xml}|{bs}": run_one(app, xml, bs, size, threads, seconds) for xml, bs, size in jobs}
+
+
+def _spread(values: list[float]) -> float | None:
+    return max(values) / min(values) if values and min(values) > 0 else None
+
+
+def cross_check(rows: list[dict], rounds: list[dict], per_round_p50: dict[str, list[float]]) -> list[dict]:
+    """Per measured OpenVINO (artifact, batch size) row: the median over rounds of benchmark_app's median beside
+    bench's p50 (itself the median over the same rounds), with each tool's spread over the rounds (max / min):
+    the repeatability of this machine, against which the ratio is to be read."""
     out = []
     for r in rows:
         if r["backend"] != "openvino" or r["status"] != "ok" or not r.get("img_size"):
             continue
+        key = f"{r['artifact']}|{r['batch_size']}"
         entry = {"artifact": r["artifact"], "precision": r["precision"], "batch_size": r["batch_size"],
-                 "bench_p50_ms": r["p50_ms"], "bench_images_per_s": r["images_per_s"]}
-        if app is None:
-            entry["error"] = NOT_FOUND
+                 "bench_p50_ms": r["p50_ms"], "bench_images_per_s": r["images_per_s"],
+                 "bench_spread": _spread(per_round_p50.get(key, []))}
+        results = [rd[key] for rd in rounds if key in rd]
+        good = [x for x in results if "error" not in x]
+        if not good:
+            entry["error"] = results[0]["error"] if results else "benchmark_app was not run"
         else:
-            entry.update(run_one(app, r["artifact"], r["batch_size"], r["img_size"], threads, seconds))
-        if entry.get("median_ms"):
+            medians = [x["median_ms"] for x in good]
+            entry.update(median_ms=float(np.median(medians)), throughput=float(np.median([x["throughput"] for x in good])),
+                         rounds=len(good), app_spread=_spread(medians), command=good[0]["command"])
             entry["ratio"] = entry["bench_p50_ms"] / entry["median_ms"]
         out.append(entry)
     return out
@@ -124,13 +157,16 @@ def offline_table(entries: list[dict]) -> str:
 
 
 def cross_check_table(entries: list[dict]) -> str:
-    lines = ["| artifact | batch | bench p50 ms | benchmark_app median ms | bench / benchmark_app | bench images/s | "
-             "benchmark_app images/s |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| artifact | batch | bench p50 ms | benchmark_app median ms | bench / benchmark_app | spread over rounds "
+             "(bench / benchmark_app) | bench images/s | benchmark_app images/s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    fmt = lambda v: f"{v:.2f}x" if v else "-"  # noqa: E731
     for e in entries:
         name = Path(e["artifact"]).name
         if "error" in e:
-            lines.append(f"| {name} | {e['batch_size']} | {e['bench_p50_ms']:.3f} | error: {e['error']} | | | |")
+            lines.append(f"| {name} | {e['batch_size']} | {e['bench_p50_ms']:.3f} | error: {e['error']} | | | | |")
             continue
         lines.append(f"| {name} | {e['batch_size']} | {e['bench_p50_ms']:.3f} | {e['median_ms']:.3f} | "
-                     f"{e['ratio']:.2f} | {e['bench_images_per_s']:.0f} | {e['throughput']:.0f} |")
+                     f"{e['ratio']:.2f} | {fmt(e.get('bench_spread'))} / {fmt(e.get('app_spread'))} | "
+                     f"{e['bench_images_per_s']:.0f} | {e['throughput']:.0f} |")
     return "\n".join(lines)

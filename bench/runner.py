@@ -158,6 +158,28 @@ def _run_worker(job: dict, work: Path, threads: int) -> dict:
         return {"ok": False, "error": f"worker crashed (exit {proc.returncode}): {tail}"}
 
 
+def _time_rounds(cfg: BenchConfig, labels: list[dict], base: dict, work: Path, threads: int) -> tuple[dict, list]:
+    """Interleaved rounds, A B C A B C ...: each label timed once a round in its own worker; with --cross-check,
+    benchmark_app on the round's OpenVINO IRs right after (bench.crosscheck). -> (timings per label key, the
+    benchmark_app results per round)."""
+    from bench.crosscheck import round_jobs, run_round
+
+    timings: dict[str, list[dict]] = {lab["key"]: [] for lab in labels}
+    app_rounds: list[dict] = []
+    bar = progress(total=cfg.rounds * len(labels), desc="latency", unit="run")
+    for _ in range(cfg.rounds):
+        for lab in labels:
+            job = {**base, "task": "timing", "artifact": lab["artifact"], "variant": lab["variant"]}
+            timings[lab["key"]].append(_run_worker(job, work, threads))
+            bar.update(1)
+        if cfg.cross_check:
+            this_round = {key: runs[-1] for key, runs in timings.items()}
+            app_rounds.append(run_round(round_jobs(labels, this_round, cfg.batch_sizes), threads,
+                                        max(cfg.min_time_s, 1.0)))
+    bar.close()
+    return timings, app_rounds
+
+
 def _median(values: list[float]) -> float:
     return float(np.median(values))
 
@@ -182,14 +204,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         work = Path(tmp)
         base = {"device": cfg.device, "threads": threads, "batch_sizes": list(cfg.batch_sizes),
                 "warmup_s": cfg.warmup_s, "min_time_s": cfg.min_time_s, "min_runs": cfg.min_runs, "images": images}
-        timings: dict[str, list[dict]] = {l["key"]: [] for l in labels}
-        bar = progress(total=cfg.rounds * len(labels), desc="latency", unit="run")
-        for _ in range(cfg.rounds):
-            for lab in labels:
-                job = {**base, "task": "timing", "artifact": lab["artifact"], "variant": lab["variant"]}
-                timings[lab["key"]].append(_run_worker(job, work, threads))
-                bar.update(1)
-        bar.close()
+        timings, app_rounds = _time_rounds(cfg, labels, base, work, threads)
         others_after = runnable_others()
         size = next((t.get("img_size") for runs in timings.values() for t in runs if t.get("img_size")), 224)
         harness = harness_overhead(lambda job: _run_worker(job, work, threads), base, work, size)
@@ -212,7 +227,10 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         from bench.crosscheck import cross_check, offline_check
         from bench.report import scenarios
 
-        report["cross_check"] = cross_check(rows, threads, max(cfg.min_time_s, 2.0))
+        per_round = {f"{lab['artifact']}|{bs}": [t["batches"][str(bs)]["infer"]["p50_ms"] for t in timings[lab["key"]]
+                                                 if "infer" in (t.get("batches") or {}).get(str(bs), {})]
+                     for lab in labels for bs in cfg.batch_sizes}
+        report["cross_check"] = cross_check(rows, app_rounds, per_round)
         report["cross_check_offline"] = offline_check(scenarios(report), rows, max(cfg.min_time_s, 2.0))
     from bench.report import write_reports
 

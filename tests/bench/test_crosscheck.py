@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bench import BenchConfig, run_bench
-from bench.crosscheck import benchmark_app, command, parse_output
+from bench.crosscheck import benchmark_app, command, cross_check, parse_output
 from distill.checkpoint import save_student
 from distill.core.preprocess import Preprocess
 from distill.students import create_student
@@ -43,6 +43,21 @@ def test_command_mirrors_the_bench_backend():
     assert offline["-hint"] == "throughput" and offline["-api"] == "async" and "-nstreams" not in offline
 
 
+def test_cross_check_takes_medians_over_the_rounds_and_states_the_spread():
+    rows = [{"backend": "openvino", "status": "ok", "img_size": 32, "artifact": "m.xml", "precision": "fp32",
+             "batch_size": 1, "p50_ms": 0.30, "images_per_s": 3333.0},
+            {"backend": "onnxruntime", "status": "ok", "img_size": 32, "artifact": "m.onnx", "precision": "fp32",
+             "batch_size": 1, "p50_ms": 0.2, "images_per_s": 5000.0}]
+    rounds = [{"m.xml|1": {"median_ms": ms, "throughput": 1e3 / ms, "command": "benchmark_app ..."}}
+              for ms in (0.20, 0.25, 0.40)] + [{"m.xml|1": {"error": "benchmark_app did not finish"}}]
+    (entry,) = cross_check(rows, rounds, {"m.xml|1": [0.28, 0.30, 0.35]})  # the onnxruntime row is not OpenVINO's
+    assert entry["median_ms"] == pytest.approx(0.25) and entry["rounds"] == 3  # the failed round left out
+    assert entry["ratio"] == pytest.approx(1.2) and entry["app_spread"] == pytest.approx(2.0)
+    assert entry["bench_spread"] == pytest.approx(0.35 / 0.28)
+    (failed,) = cross_check(rows, [{"m.xml|1": {"error": "no benchmark_app"}}], {})
+    assert failed["error"] == "no benchmark_app" and "ratio" not in failed
+
+
 @pytest.mark.openvino
 @pytest.mark.skipif(benchmark_app() is None, reason="benchmark_app is not installed (it comes with openvino)")
 def test_bench_cross_check_runs_benchmark_app_on_the_same_ir(tmp_path):
@@ -56,13 +71,14 @@ def test_bench_cross_check_runs_benchmark_app_on_the_same_ir(tmp_path):
                               parity_data=str(tmp_path / "img"), parity_size=12, out=str(tmp_path / "run" / "export"),
                               workers=0))
     report = run_bench(BenchConfig(targets=[str(tmp_path / "run")], data=str(tmp_path / "img"), batch_sizes=(1, 2),
-                                   warmup_s=0.05, min_time_s=0.1, min_runs=3, rounds=1, workers=0, threads=1,
+                                   warmup_s=0.05, min_time_s=0.1, min_runs=3, rounds=2, workers=0, threads=1,
                                    cross_check=True, out=str(tmp_path / "rep")))
     checks = report["cross_check"]
     assert [c["batch_size"] for c in checks] == [1, 2]  # the OpenVINO rows only, each batch size
     for c in checks:
         assert "error" not in c, c
         assert c["median_ms"] > 0 and c["throughput"] > 0 and c["ratio"] > 0
+        assert c["rounds"] == 2 and c["app_spread"] >= 1 and c["bench_spread"] >= 1  # run in each round
         assert "-nthreads 1" in c["command"] and c["artifact"].endswith(".xml")
     (offline,) = report["cross_check_offline"]  # OpenVINO's offline scenario, once per IR
     assert "error" not in offline and offline["throughput"] > 0 and "-hint throughput" in offline["command"]

@@ -1,0 +1,4 @@
+"""``python -m edgedistill``: the console command, where its script is not on PATH."""
+from distill.core.cli import entry
+
+entry()
