@@ -104,8 +104,9 @@ def _spread(values: list[float]) -> float | None:
 
 def cross_check(rows: list[dict], rounds: list[dict], per_round_p50: dict[str, list[float]]) -> list[dict]:
     """Per measured OpenVINO (artifact, batch size) row: the median over rounds of benchmark_app's median beside
-    bench's p50 (itself the median over the same rounds), with each tool's spread over the rounds (max / min):
-    the repeatability of this machine, against which the ratio is to be read."""
+    bench's p50 (itself the median over the same rounds). ``ratio`` is the median over rounds of the paired ratio
+    (bench's p50 over benchmark_app's median, taken seconds apart, so that a slow window of a shared machine hits
+    both); each tool's spread over the rounds (max / min) says how repeatable the machine was."""
     out = []
     for r in rows:
         if r["backend"] != "openvino" or r["status"] != "ok" or not r.get("img_size"):
@@ -114,15 +115,19 @@ def cross_check(rows: list[dict], rounds: list[dict], per_round_p50: dict[str, l
         entry = {"artifact": r["artifact"], "precision": r["precision"], "batch_size": r["batch_size"],
                  "bench_p50_ms": r["p50_ms"], "bench_images_per_s": r["images_per_s"],
                  "bench_spread": _spread(per_round_p50.get(key, []))}
-        results = [rd[key] for rd in rounds if key in rd]
-        good = [x for x in results if "error" not in x]
+        results = [rd.get(key) for rd in rounds]
+        ours = per_round_p50.get(key, [])
+        good = [(x, ours[i] if i < len(ours) else None) for i, x in enumerate(results) if x and "error" not in x]
         if not good:
-            entry["error"] = results[0]["error"] if results else "benchmark_app was not run"
+            entry["error"] = next((x["error"] for x in results if x), "benchmark_app was not run")
         else:
-            medians = [x["median_ms"] for x in good]
-            entry.update(median_ms=float(np.median(medians)), throughput=float(np.median([x["throughput"] for x in good])),
-                         rounds=len(good), app_spread=_spread(medians), command=good[0]["command"])
-            entry["ratio"] = entry["bench_p50_ms"] / entry["median_ms"]
+            medians = [x["median_ms"] for x, _ in good]
+            entry.update(median_ms=float(np.median(medians)), throughput=float(np.median([x["throughput"] for x, _ in good])),
+                         rounds=len(good), app_spread=_spread(medians), command=good[0][0]["command"])
+            paired = [p50 / x["median_ms"] for x, p50 in good if p50]
+            # the median of each round's ratio (the two tools measured seconds apart), else the ratio of medians
+            entry["ratio"] = float(np.median(paired)) if paired else entry["bench_p50_ms"] / entry["median_ms"]
+            entry["ratio_of_medians"] = entry["bench_p50_ms"] / entry["median_ms"]
         out.append(entry)
     return out
 

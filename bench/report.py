@@ -163,7 +163,9 @@ def cross_check_sections(report: dict) -> list[str]:
     lines = []
     if report.get("cross_check"):
         lines += ["", "Cross-check: OpenVINO's benchmark_app on the same IR, same batch and threads, synchronous, one "
-                  "stream, f32 inference precision (its median against bench's p50):", "",
+                  "stream, f32 inference precision, the input shape static, run right after bench's own timing of the "
+                  "IR in every round. Medians over rounds; the ratio is the median of the rounds' paired ratios; the "
+                  "spread (slowest / fastest round) is how repeatable this machine was:", "",
                   cross_check_table(report["cross_check"])]
     if report.get("cross_check_offline"):
         lines += ["", "Offline, OpenVINO's way: benchmark_app with the THROUGHPUT hint (asynchronous requests, "

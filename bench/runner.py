@@ -160,7 +160,7 @@ def _run_worker(job: dict, work: Path, threads: int) -> dict:
 
 def _time_rounds(cfg: BenchConfig, labels: list[dict], base: dict, work: Path, threads: int) -> tuple[dict, list]:
     """Interleaved rounds, A B C A B C ...: each label timed once a round in its own worker; with --cross-check,
-    benchmark_app on the round's OpenVINO IRs right after (bench.crosscheck). -> (timings per label key, the
+    benchmark_app on each OpenVINO IR right after bench's timing of it (bench.crosscheck). -> (timings per label key, the
     benchmark_app results per round)."""
     from bench.crosscheck import round_jobs, run_round
 
@@ -168,14 +168,14 @@ def _time_rounds(cfg: BenchConfig, labels: list[dict], base: dict, work: Path, t
     app_rounds: list[dict] = []
     bar = progress(total=cfg.rounds * len(labels), desc="latency", unit="run")
     for _ in range(cfg.rounds):
+        app_rounds.append({})
         for lab in labels:
             job = {**base, "task": "timing", "artifact": lab["artifact"], "variant": lab["variant"]}
             timings[lab["key"]].append(_run_worker(job, work, threads))
+            if cfg.cross_check:  # right after bench's own timing of the same IR: a pair in the same window
+                jobs = round_jobs([lab], {lab["key"]: timings[lab["key"]][-1]}, cfg.batch_sizes)
+                app_rounds[-1].update(run_round(jobs, threads, max(cfg.min_time_s, 1.0)))
             bar.update(1)
-        if cfg.cross_check:
-            this_round = {key: runs[-1] for key, runs in timings.items()}
-            app_rounds.append(run_round(round_jobs(labels, this_round, cfg.batch_sizes), threads,
-                                        max(cfg.min_time_s, 1.0)))
     bar.close()
     return timings, app_rounds
 

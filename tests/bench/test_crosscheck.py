@@ -50,10 +50,13 @@ def test_cross_check_takes_medians_over_the_rounds_and_states_the_spread():
              "batch_size": 1, "p50_ms": 0.2, "images_per_s": 5000.0}]
     rounds = [{"m.xml|1": {"median_ms": ms, "throughput": 1e3 / ms, "command": "benchmark_app ..."}}
               for ms in (0.20, 0.25, 0.40)] + [{"m.xml|1": {"error": "benchmark_app did not finish"}}]
-    (entry,) = cross_check(rows, rounds, {"m.xml|1": [0.28, 0.30, 0.35]})  # the onnxruntime row is not OpenVINO's
+    (entry,) = cross_check(rows, rounds, {"m.xml|1": [0.28, 0.30, 0.35, 0.5]})  # the onnxruntime row is not OpenVINO's
     assert entry["median_ms"] == pytest.approx(0.25) and entry["rounds"] == 3  # the failed round left out
-    assert entry["ratio"] == pytest.approx(1.2) and entry["app_spread"] == pytest.approx(2.0)
-    assert entry["bench_spread"] == pytest.approx(0.35 / 0.28)
+    assert entry["ratio_of_medians"] == pytest.approx(1.2) and entry["app_spread"] == pytest.approx(2.0)
+    assert entry["ratio"] == pytest.approx(1.2)  # paired per round: 1.4, 1.2, 0.875 -> median 1.2
+    assert entry["bench_spread"] == pytest.approx(0.5 / 0.28)
+    (slow,) = cross_check(rows, rounds[:3], {"m.xml|1": [0.20, 0.25, 0.40]})  # both tools slow in the same round
+    assert slow["ratio"] == pytest.approx(1.0)
     (failed,) = cross_check(rows, [{"m.xml|1": {"error": "no benchmark_app"}}], {})
     assert failed["error"] == "no benchmark_app" and "ratio" not in failed
 
