@@ -41,6 +41,20 @@ class BatchSpec:
         return cls(static=int(d["min"]))
 
 
+SMALL_BATCH_IMAGES = 8  # images the gate also runs at the artifact's smallest batch
+
+
+def run_smallest(fn: Callable[[np.ndarray], Any], x: np.ndarray, batch: BatchSpec) -> np.ndarray | None:
+    """The first SMALL_BATCH_IMAGES images, each call at the smallest batch the artifact takes (1 for a dynamic
+    axis): what ``serve`` and single-image search run, which the gate's chunked run does not. A runtime can
+    compute another result there: OpenVINO 2026.4's CPU plugin did, on a dynamic-batch int8 IR at batch 1 (worst
+    cosine 0.37 against 0.92 batched; docs/EXPORT.md). None for a static batch (every call is that batch)."""
+    if batch.static is not None or len(x) == 0:
+        return None
+    n, size = min(SMALL_BATCH_IMAGES, len(x)), max(1, batch.profile()[0])
+    return run_in_pieces(fn, x[:n], size, False)
+
+
 def run_batched(fn: Callable[[np.ndarray], Any], x: np.ndarray, batch: BatchSpec, chunk: int = 32) -> np.ndarray:
     """Run ``fn`` over ``x`` in chunks; a static batch is padded to its size and the padding dropped."""
     return run_in_pieces(fn, x, batch.static or min(chunk, batch.profile()[2]), batch.static is not None)

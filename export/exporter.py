@@ -20,7 +20,7 @@ from distill.core.atomic import atomic_write_json, atomic_write_text
 from distill.core.errors import EdgeDistillError, first_line
 from distill.hub import warn_licence
 from export.backends import load_backend, runtime_for
-from export.batch import BatchSpec, run_batched
+from export.batch import BatchSpec, run_batched, run_smallest
 from export.errors import ExportError
 from export.context import BuildContext
 from export.fallback import FallbackResult
@@ -144,7 +144,9 @@ class Exporter:
         device = "cuda" if runtime_for(path) == "tensorrt" else self.cfg.device
         backend = load_backend(path, device=device)
         candidate = run_batched(backend, self._parity_x, self.batch)
-        return compare(self._reference, candidate, precision, self._parity_kind, labels=self._labels), backend
+        smallest = run_smallest(backend, self._parity_x, self.batch)
+        return compare(self._reference, candidate, precision, self._parity_kind, labels=self._labels,
+                       smallest=smallest), backend
 
     def _export_one(self, fmt: str, precision: str, base_onnx: Path, work: Path) -> ArtifactResult:
         format_ = FORMATS[fmt]

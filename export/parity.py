@@ -32,6 +32,7 @@ class ParityResult:
     knn_reference: float | None = None  # leave-one-out weighted-kNN top-1 on labelled parity images
     knn: float | None = None
     knn_changed: list[int] | None = None  # [images whose kNN decision was right and is wrong now, the reverse]
+    smallest_batch_min_cosine: float | None = None  # the first images run at the smallest batch (export.batch)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -69,9 +70,11 @@ def loo_knn(embeddings: np.ndarray, labels: np.ndarray, k: int = 20, t: float = 
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray, precision: str, images: str = "real",
-            tolerance: Tolerance | None = None, labels: np.ndarray | None = None) -> ParityResult:
+            tolerance: Tolerance | None = None, labels: np.ndarray | None = None,
+            smallest: np.ndarray | None = None) -> ParityResult:
     """Compare (N, D) embeddings and decide pass or fail against the precision's tolerance; ``labels`` (N,)
-    adds the kNN criterion."""
+    adds the kNN criterion; ``smallest`` (n, D), the first n images run at the artifact's smallest batch
+    (export.batch.run_smallest), must meet the same worst-image and mean cosine."""
     tol = tolerance or TOLERANCES[precision]
     if reference.shape != candidate.shape:
         return ParityResult(float("inf"), float("inf"), float("inf"), -1.0, -1.0, 0.0, int(reference.shape[0]),
@@ -105,9 +108,18 @@ def compare(reference: np.ndarray, candidate: np.ndarray, precision: str, images
         failed.append("knn")
         reasons.append(f"kNN top-1 {100 * knn:.1f} vs {100 * knn_ref:.1f}: drop > {100 * tol.max_knn_drop:.1f} points "
                        f"({lost} images lost, {gained} gained)")
+    small_min = None
+    if smallest is not None and finite:
+        small_cos = cosine_rows(reference[:len(smallest)], smallest) if np.isfinite(smallest).all() else np.array([-1.0])
+        small_min = float(small_cos.min())
+        if small_min < tol.min_cosine or small_cos.mean() < tol.min_mean_cosine:
+            failed.append("smallest batch")
+            reasons.append(f"at its smallest batch the runtime gives other embeddings: worst of {len(smallest)} "
+                           f"images cosine {small_min:.6f}, mean {small_cos.mean():.6f} (batched: "
+                           f"{cos.min():.6f}, {cos.mean():.6f})")
     return ParityResult(
         max_abs=float(diff.max()), mean_abs=float(diff.mean()), p99_abs=float(np.percentile(diff, 99)),
         min_cosine=float(cos.min()), mean_cosine=float(cos.mean()), neighbour_overlap=overlap,
         num_images=int(reference.shape[0]), images=images, passed=not reasons, tolerance=tol.to_dict(),
         reason="; ".join(reasons) or None, failed=failed, knn_reference=knn_ref, knn=knn,
-        knn_changed=[lost, gained] if use_knn else None)
+        knn_changed=[lost, gained] if use_knn else None, smallest_batch_min_cosine=small_min)

@@ -30,7 +30,7 @@ import numpy as np
 from distill.core.atomic import atomic_write_bytes, atomic_write_json
 from distill.core.errors import ModelError
 from distill.core.preprocess import Preprocess
-from export.batch import BatchSpec, run_batched
+from export.batch import BatchSpec, run_batched, run_smallest
 from export.parity import ParityResult, compare
 from export.tolerances import TOLERANCES, Tolerance
 
@@ -154,7 +154,8 @@ def check_backend(backend, bundle: Bundle) -> ParityResult:
     if backend.preprocess != Preprocess.from_dict(ref.info["preprocess"]):
         raise ModelError(f"'{backend.path.name}' has other preprocessing than its reference set; re-export")
     x = backend.preprocess.numpy_from_uint8(ref.images)
-    candidate = run_batched(backend, x, BatchSpec.from_dict(backend.meta.get("batch")))
+    batch = BatchSpec.from_dict(backend.meta.get("batch"))
+    candidate, smallest = run_batched(backend, x, batch), run_smallest(backend, x, batch)
     tolerance = Tolerance(**entry["tolerance"]) if entry.get("tolerance") else TOLERANCES[entry["precision"]]
     return compare(ref.embeddings, candidate, entry["precision"], ref.info["images"]["kind"], tolerance=tolerance,
-                   labels=ref.labels)
+                   labels=ref.labels, smallest=smallest)

@@ -30,6 +30,26 @@ def test_a_new_row_and_module_are_enough_for_export_and_bench(student_ckpt, tmp_
     assert [p.name for p in expand_targets([str(tmp_path)])] == [art["path"].rsplit("/", 1)[1]]
 
 
+def test_a_runtime_wrong_only_at_batch_one_fails_the_gate(student_ckpt, tmp_path, monkeypatch):
+    from export.reference import check_backend, load_bundle
+
+    wrong = Format("fakeonnx", (".fonnx",), ("fp32",), "fakeruntime", "tests.export.fake_format:WrongAtBatchOne",
+                   "tests.export.fake_format:build", "onnxruntime", None)
+    monkeypatch.setitem(FORMATS, "fakeonnx", wrong)
+    report = export_model(ExportConfig(model=str(student_ckpt), formats=("fakeonnx",), precisions=("fp32",),
+                                       parity_size=20, out=str(tmp_path), workers=0))
+    (art,) = report["artifacts"]
+    assert art["status"] == "parity_failed" and "at its smallest batch" in art["parity"]["reason"], art
+    assert art["parity"]["min_cosine"] > 0.9999 and art["parity"]["smallest_batch_min_cosine"] < 0.9  # batched: fine
+    assert art["parity"]["failed"] == ["smallest batch"]
+    monkeypatch.setitem(FORMATS, "fakeonnx", FAKE)  # the same file through the right runtime passes
+    assert export_model(ExportConfig(model=str(student_ckpt), formats=("fakeonnx",), precisions=("fp32",),
+                                     parity_size=20, out=str(tmp_path / "ok"), workers=0))["artifacts"][0]["status"] == "ok"
+    ok = load_backend(next((tmp_path / "ok").glob("*.fonnx")))
+    result = check_backend(ok, load_bundle(tmp_path / "ok"))  # and on the target, the smallest batch is checked too
+    assert result.passed and result.smallest_batch_min_cosine > 0.9999
+
+
 def test_student_name_without_out_writes_under_runs(tmp_path):
     """From a checkout, `export --model student:NAME` used to write into ./export/NAME: the export package."""
     from tests.conftest import run_cli

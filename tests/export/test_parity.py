@@ -95,3 +95,21 @@ def test_a_knn_drop_must_exceed_the_budget_and_chance():
     assert not knn_drop_fails(lost=10, gained=3, n=200, budget=0.03)  # 3.5 points, but 7 < 2 sqrt(13): chance
     assert knn_drop_fails(lost=20, gained=2, n=200, budget=0.03)  # 9 points, 18 > 2 sqrt(22): real
     assert not knn_drop_fails(lost=40, gained=0, n=2000, budget=0.03)  # significant, but 2 points: within budget
+
+
+def test_the_smallest_batch_is_held_to_the_same_cosines():
+    from export.batch import BatchSpec, run_smallest
+
+    x = np.random.default_rng(3).standard_normal((40, 16)).astype(np.float32)
+    calls = []
+
+    def runtime(a):  # right batched, wrong one image at a time
+        calls.append(len(a))
+        return a[:, ::-1].copy() if len(a) == 1 else a.copy()
+
+    smallest = run_smallest(runtime, x, BatchSpec())
+    assert calls == [1] * 8 and smallest.shape == (8, 16)
+    assert run_smallest(runtime, x, BatchSpec(static=4)) is None  # a static batch has one size
+    r = compare(x, x.copy(), "int8", smallest=smallest)
+    assert not r.passed and r.failed == ["smallest batch"] and r.smallest_batch_min_cosine < 0.5
+    assert compare(x, x.copy(), "fp32", smallest=x[:8].copy()).passed

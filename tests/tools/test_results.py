@@ -32,7 +32,8 @@ def test_cli_says_what_is_wrong_with_set(recipes, capsys):
     assert code == 2 and "METHOD.OPTION=VALUE" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("module", ["tools.experiments.step_variants", "tools.experiments.fold_latency"])
+@pytest.mark.parametrize("module", ["tools.experiments.step_variants", "tools.experiments.fold_latency",
+                                    "tools.experiments.openvino_static"])
 def test_experiment_helpers_print_their_usage(module):
     import importlib
 
