@@ -11,6 +11,7 @@ OUT=${1:-runs/gpu}
 DEVICE=${DEVICE:-cuda}
 VARIANTS=${VARIANTS:-eager,eager-fp16,cudagraphs,cudagraphs-fp16}
 SIZES=${SIZES:-1,8,64}
+ROUNDS=${ROUNDS:-2}  # each round starts fresh workers: a compiled variant compiles again (inductor's cache helps)
 PY=${PY:-.venv/bin/python}
 E="$PY -m edgedistill"
 DEMO=${DEMO:-runs/demo/student}
@@ -41,6 +42,6 @@ done
 for R in "${runs[@]}"; do
   $E export --model "$R" --format onnx --precision fp32,fp16 --device "$DEVICE" --timing-s 1 \
      --parity-data "$DATA" --parity-size 64 -q --json | tail -c 400
-  $E bench "$R" --device "$DEVICE" --torch "$VARIANTS" --batch-sizes "$SIZES" --rounds 3 --min-time-s 1 \
+  $E bench "$R" --device "$DEVICE" --torch "$VARIANTS" --batch-sizes "$SIZES" --rounds "$ROUNDS" --min-time-s 1 \
      --data "$DATA" --val-limit 200 --out "$R/bench" -q --json | tail -c 400
 done
