@@ -98,8 +98,21 @@ def run_round(jobs: list[tuple[str, int, int]], threads: int, seconds: float, ap
     return {f"{xml}|{bs}": run_one(app, xml, bs, size, threads, seconds) for xml, bs, size in jobs}
 
 
-def _spread(values: list[float]) -> float | None:
-    return max(values) / min(values) if values and min(values) > 0 else None
+def p50_per_round(labels: list[dict], timings: dict[str, list[dict]], batch_sizes) -> dict[str, list[float]]:
+    """bench's own p50 of each (artifact, batch size) in each round: {"IR|batch": [ms, ...]}, paired with
+    benchmark_app's results of the same rounds by :func:`cross_check`."""
+    out = {}
+    for lab in labels:
+        for bs in batch_sizes:
+            batches = [(t.get("batches") or {}).get(str(bs), {}) for t in timings[lab["key"]]]
+            # None keeps a failed round in its place, so that round i still pairs with benchmark_app's round i
+            out[f"{lab['artifact']}|{bs}"] = [b["infer"]["p50_ms"] if "infer" in b else None for b in batches]
+    return out
+
+
+def _spread(values: list[float | None]) -> float | None:
+    values = [v for v in values if v]
+    return max(values) / min(values) if values else None
 
 
 def cross_check(rows: list[dict], rounds: list[dict], per_round_p50: dict[str, list[float]]) -> list[dict]:
@@ -122,8 +135,8 @@ def cross_check(rows: list[dict], rounds: list[dict], per_round_p50: dict[str, l
             entry["error"] = next((x["error"] for x in results if x), "benchmark_app was not run")
         else:
             medians = [x["median_ms"] for x, _ in good]
-            entry.update(median_ms=float(np.median(medians)), throughput=float(np.median([x["throughput"] for x, _ in good])),
-                         rounds=len(good), app_spread=_spread(medians), command=good[0][0]["command"])
+            entry.update(median_ms=float(np.median(medians)), rounds=len(good), app_spread=_spread(medians),
+                         throughput=float(np.median([x["throughput"] for x, _ in good])), command=good[0][0]["command"])
             paired = [p50 / x["median_ms"] for x, p50 in good if p50]
             # the median of each round's ratio (the two tools measured seconds apart), else the ratio of medians
             entry["ratio"] = float(np.median(paired)) if paired else entry["bench_p50_ms"] / entry["median_ms"]

@@ -160,8 +160,8 @@ def _run_worker(job: dict, work: Path, threads: int) -> dict:
 
 def _time_rounds(cfg: BenchConfig, labels: list[dict], base: dict, work: Path, threads: int) -> tuple[dict, list]:
     """Interleaved rounds, A B C A B C ...: each label timed once a round in its own worker; with --cross-check,
-    benchmark_app on each OpenVINO IR right after bench's timing of it (bench.crosscheck). -> (timings per label key, the
-    benchmark_app results per round)."""
+    benchmark_app on each OpenVINO IR right after bench's timing of it (bench.crosscheck).
+    -> (timings per label key, benchmark_app's results per round)."""
     from bench.crosscheck import round_jobs, run_round
 
     timings: dict[str, list[dict]] = {lab["key"]: [] for lab in labels}
@@ -224,13 +224,10 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     report = {"config": asdict(cfg), "environment": env, "student": student, "harness": harness,
               "rows": rows, "report_dir": str(out)}
     if cfg.cross_check:
-        from bench.crosscheck import cross_check, offline_check
+        from bench.crosscheck import cross_check, offline_check, p50_per_round
         from bench.report import scenarios
 
-        per_round = {f"{lab['artifact']}|{bs}": [t["batches"][str(bs)]["infer"]["p50_ms"] for t in timings[lab["key"]]
-                                                 if "infer" in (t.get("batches") or {}).get(str(bs), {})]
-                     for lab in labels for bs in cfg.batch_sizes}
-        report["cross_check"] = cross_check(rows, app_rounds, per_round)
+        report["cross_check"] = cross_check(rows, app_rounds, p50_per_round(labels, timings, cfg.batch_sizes))
         report["cross_check_offline"] = offline_check(scenarios(report), rows, max(cfg.min_time_s, 2.0))
     from bench.report import write_reports
 

@@ -110,7 +110,8 @@ def compare(reference: np.ndarray, candidate: np.ndarray, precision: str, images
                        f"({lost} images lost, {gained} gained)")
     small_min = None
     if smallest is not None and finite:
-        small_cos = cosine_rows(reference[:len(smallest)], smallest) if np.isfinite(smallest).all() else np.array([-1.0])
+        small_cos = (cosine_rows(reference[:len(smallest)], smallest) if np.isfinite(smallest).all()
+                     else np.array([-1.0]))
         small_min = float(small_cos.min())
         if small_min < tol.min_cosine or small_cos.mean() < tol.min_mean_cosine:
             failed.append("smallest batch")

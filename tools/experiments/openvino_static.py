@@ -2,7 +2,8 @@
 (export.backends.openvino_backend.cpu_config), timed in interleaved rounds: why the backend compiles every input
 shape static (docs/BENCHMARKS.md, "Static shapes").
 
-  python -m tools.experiments.openvino_static runs/phones/demo32/mobilenetv3_large_100-openvino-int8.xml --batch-sizes 1,8
+  python -m tools.experiments.openvino_static runs/phones/demo32/mobilenetv3_large_100-openvino-int8.xml \
+      --batch-sizes 1,8
 """
 from __future__ import annotations
 
