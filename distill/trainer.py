@@ -29,6 +29,7 @@ from distill.config import TrainConfig
 from distill.core.atomic import atomic_torch_save, atomic_write_json
 from distill.core.device import resolve_device
 from distill.core.errors import CheckpointError, ConfigError, first_line
+from distill.core.log import log
 from distill.core.layout import STUDENT_FILE, TRAIN_STATE_FILE
 from distill.core.progress import progress
 from distill.checkpoint import head_entry, save_student
@@ -57,7 +58,11 @@ class Trainer:
         self.out = Path(cfg.out or f"runs/{cfg.student.replace(':', '_')}-{cfg.method}")
         self.replaced: Path | None = None  # --overwrite: the old run, set aside until the new one has a checkpoint
         self._check_run_folder(resume, overwrite)
-        self.parts = build_parts(cfg, dist, device or resolve_device(cfg.device))
+        try:
+            self.parts = build_parts(cfg, dist, device or resolve_device(cfg.device))
+        except BaseException:
+            self._restore_replaced()
+            raise
         self.step_fn = TrainStep(self.parts)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.elapsed = 0.0  # seconds inside the step
@@ -95,13 +100,25 @@ class Trainer:
         if not resume and holds_run and not overwrite:
             raise CheckpointError(f"run folder '{self.out}' already holds a run; pass --resume to continue it, "
                                   "--overwrite to replace it, or --out NEW_FOLDER for a new one")
+        aside = self.out.with_name(f".{self.out.name}.replaced")
+        if overwrite and self.rank == 0 and aside.exists():  # left by a run killed before its first checkpoint
+            shutil.rmtree(aside)
         if overwrite and holds_run and self.rank == 0:
-            # set aside whole (one rename), deleted once the new run has written its first checkpoint: a run that
-            # fails before that leaves the old one beside --out, not lost
-            self.replaced = self.out.with_name(f".{self.out.name}.replaced")
-            if self.replaced.exists():
-                shutil.rmtree(self.replaced)
+            # set aside whole (one rename), deleted once the new run has written its first checkpoint; a run that
+            # fails before that puts the old one back (_restore_replaced)
+            self.replaced = aside
             self.out.rename(self.replaced)
+
+    def _restore_replaced(self) -> None:
+        """--overwrite, and the new run failed before its first checkpoint: the old run back at --out."""
+        if self.replaced is None or not self.replaced.exists():
+            return
+        if self.out.exists():
+            shutil.rmtree(self.out)
+        self.replaced.rename(self.out)
+        self.replaced = None
+        log.warning(f"note: the new run stopped before its first checkpoint; the run it was to replace is back in "
+                    f"'{self.out}'")
 
     def _teacher_fingerprint(self) -> str | None:
         return self.teacher.fingerprint() if self.teacher is not None else None
@@ -192,6 +209,14 @@ class Trainer:
 
     # -- loop -----------------------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
+        """Train to the schedule's end (or the time budget, or a signal) and return the run's summary."""
+        try:
+            return self._fit()
+        except BaseException:  # --overwrite and no checkpoint yet: the old run goes back in place
+            self._restore_replaced()
+            raise
+
+    def _fit(self) -> dict[str, Any]:
         cfg, main = self.cfg, self.rank == 0
         self.out.mkdir(parents=True, exist_ok=True)
         if main:

@@ -240,7 +240,7 @@ def test_every_command_and_action_has_help_with_examples():
     assert all(f"{m}:" in train_help for m in DISTILL_METHODS)
 
 
-def test_overwrite_replaces_a_run_and_an_index(world, trained, tmp_path):
+def test_overwrite_replaces_a_run_and_an_index(world, trained, tmp_path, caplog):
     common = dict(data=str(world / "images/train"), teacher=str(world / "teacher.onnx"), student="mobilenetv3_small_050",
                   img_size=32, batch_size=8, queue_size=64, workers=0, out=str(tmp_path / "run"))
     edgedistill.train(max_steps=1, **common)
@@ -249,6 +249,16 @@ def test_overwrite_replaces_a_run_and_an_index(world, trained, tmp_path):
     again = edgedistill.train(max_steps=2, overwrite=True, **common)
     assert again["steps"] == 2 and json.loads((tmp_path / "run/config.json").read_text())["max_steps"] == 2
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # the old run, set aside, is gone once replaced
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    with pytest.raises(edgedistill.EdgeDistillError):  # the new run fails before its first checkpoint ...
+        edgedistill.train(max_steps=3, overwrite=True, **{**common, "teacher": str(broken)})
+    assert "the run it was to replace is back" in caplog.text
+    assert json.loads((tmp_path / "run/config.json").read_text())["max_steps"] == 2  # ... and the old one is back
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.onnx", "run"]
+    (tmp_path / ".run.replaced").mkdir()  # what a killed run leaves: the next --overwrite clears it
+    edgedistill.train(max_steps=1, overwrite=True, **common)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.onnx", "run"]
     model = str(Path(trained["run_dir"]) / "student.pt")
     edgedistill.index(model=model, images=str(world / "images/train"), out=str(tmp_path / "idx"), workers=0)
     with pytest.raises(edgedistill.ConfigError, match="--overwrite to replace it"):
