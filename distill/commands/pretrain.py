@@ -45,8 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_run_arguments(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace the run in --out (set aside, deleted once the new run has its first checkpoint, put back "
-                        "if it fails before)")
+                   help="replace the run in --out (set aside, deleted once the new run has its first checkpoint, "
+                        "put back if it fails before)")
     add_config_flag(p)
     add_json_flag(p)
 
