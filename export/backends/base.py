@@ -45,6 +45,17 @@ class Backend:
         x = self.as_numpy(x)
         return lambda: self(x)
 
+    @staticmethod
+    def weights_beside(path: str | Path, kind: str, suffix: str = ".bin") -> Path:
+        """The weights file a two-file format keeps beside its graph (OpenVINO's and ncnn's .bin); a missing one
+        is a ModelError naming both files."""
+        path = Path(path)
+        weights = path.with_suffix(suffix)
+        if not weights.is_file():
+            raise ModelError(f"'{path.name}' has no weights file '{weights.name}' beside it; {kind} is the "
+                             f"{path.suffix} and its {suffix}: copy both")
+        return weights
+
     def synchronize(self) -> None:
         """Wait for work the runtime queued on a device (bench calls it inside the timed region); a no-op for
         runtimes whose calls return when their output is ready."""

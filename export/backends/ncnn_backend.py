@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 
 from distill.core.deps import require
-from distill.core.errors import ModelError
 from export.backends.base import Backend
 from export.errors import ExportError
 from export.metadata import read_metadata
@@ -23,10 +22,7 @@ class NcnnBackend(Backend):
 
     def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None):
         ncnn = require("ncnn", "ncnn", "ncnn artifacts")
-        weights = Path(path).with_suffix(".bin")
-        if not weights.is_file():
-            raise ModelError(f"'{Path(path).name}' has no weights file '{weights.name}' beside it; an ncnn model is "
-                             "the .param and its .bin: copy both")
+        weights = self.weights_beside(path, "an ncnn model")
         super().__init__(path, read_metadata(path))
         self.net = ncnn.Net()
         fp16 = self.precision == "fp16"

@@ -51,10 +51,7 @@ class OpenVINOBackend(Backend):
 
     def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None):
         ov = require("openvino", "openvino", "OpenVINO artifacts")
-        weights = Path(path).with_suffix(".bin")
-        if not weights.is_file():
-            raise ModelError(f"'{Path(path).name}' has no weights file '{weights.name}' beside it; an OpenVINO IR is "
-                             "the .xml and its .bin: copy both")
+        self.weights_beside(path, "an OpenVINO IR")
         super().__init__(path, read_metadata(path))
         self.core = ov.Core()
         self.config = cpu_config(threads)
