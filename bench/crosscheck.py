@@ -77,16 +77,13 @@ def run_one(app: str, xml: str, batch: int, img_size: int, threads: int, seconds
         return {"error": f"{exc} (exit {proc.returncode}: {tail[0][:200]})", "command": " ".join(cmd)}
 
 
-def round_jobs(labels: list[dict], round_timings: dict[str, dict], batch_sizes) -> list[tuple[str, int, int]]:
-    """(IR, batch size, image size) for every OpenVINO artifact this round timed: what benchmark_app runs next."""
-    jobs = []
-    for lab in labels:
-        t = round_timings.get(lab["key"]) or {}
-        if lab["backend"] != "openvino" or not t.get("ok") or not t.get("img_size"):
-            continue
-        jobs += [(lab["artifact"], bs, t["img_size"]) for bs in batch_sizes
-                 if "infer" in (t.get("batches") or {}).get(str(bs), {})]
-    return jobs
+def round_jobs(label: dict, timing: dict, batch_sizes) -> list[tuple[str, int, int]]:
+    """(IR, batch size, image size) per batch size bench just timed for an OpenVINO artifact (``timing``, its
+    worker's result this round): what benchmark_app runs next; none for other runtimes or a failed timing."""
+    if label["backend"] != "openvino" or not timing.get("ok") or not timing.get("img_size"):
+        return []
+    return [(label["artifact"], bs, timing["img_size"]) for bs in batch_sizes
+            if "infer" in (timing.get("batches") or {}).get(str(bs), {})]
 
 
 def run_round(jobs: list[tuple[str, int, int]], threads: int, seconds: float, app: str | None = None) -> dict:

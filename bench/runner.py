@@ -173,7 +173,7 @@ def _time_rounds(cfg: BenchConfig, labels: list[dict], base: dict, work: Path, t
             job = {**base, "task": "timing", "artifact": lab["artifact"], "variant": lab["variant"]}
             timings[lab["key"]].append(_run_worker(job, work, threads))
             if cfg.cross_check:  # right after bench's own timing of the same IR: a pair in the same window
-                jobs = round_jobs([lab], {lab["key"]: timings[lab["key"]][-1]}, cfg.batch_sizes)
+                jobs = round_jobs(lab, timings[lab["key"]][-1], cfg.batch_sizes)
                 app_rounds[-1].update(run_round(jobs, threads, max(cfg.min_time_s, 1.0)))
             bar.update(1)
     bar.close()

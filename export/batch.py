@@ -47,8 +47,8 @@ SMALL_BATCH_IMAGES = 8  # images the gate also runs at the artifact's smallest b
 def run_smallest(fn: Callable[[np.ndarray], Any], x: np.ndarray, batch: BatchSpec) -> np.ndarray | None:
     """The first SMALL_BATCH_IMAGES images, each call at the smallest batch the artifact takes (1 for a dynamic
     axis): what ``serve`` and single-image search run, which the gate's chunked run does not. A runtime can
-    compute another result there: OpenVINO 2026.4's CPU plugin did, on a dynamic-batch int8 IR at batch 1 (worst
-    cosine 0.37 against 0.92 batched; docs/EXPORT.md). None for a static batch (every call is that batch)."""
+    compute another result there: OpenVINO 2026.4's CPU plugin did, on a dynamic-batch int8 IR at batch 1
+    (docs/EXPORT.md, "The smallest batch"). None for a static batch (every call is that batch)."""
     if batch.static is not None or len(x) == 0:
         return None
     n, size = min(SMALL_BATCH_IMAGES, len(x)), max(1, batch.profile()[0])

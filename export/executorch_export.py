@@ -66,11 +66,10 @@ def build(ctx, precision: str, base_onnx: Path, target: Path, work: Path) -> tup
 
 def _planned_batch(path: Path) -> int | None:
     """The largest batch the program's input is memory-planned for (its MethodMeta), None when unreadable."""
-    try:
-        from executorch.runtime import Runtime
+    from export.backends.executorch_backend import load_forward
 
-        method = Runtime.get().load_program(str(path)).load_method("forward")
-        return int(method.metadata.input_tensor_meta(0).sizes()[0])
+    try:
+        return load_forward(path)[1]
     except Exception:
         return None
 

@@ -20,12 +20,19 @@ from export.errors import ExportError
 from export.metadata import read_metadata
 
 
+def load_forward(path: str | Path):
+    """The program's ``forward`` method and the largest batch its input is memory-planned for (its MethodMeta)."""
+    from executorch.runtime import Runtime
+
+    method = Runtime.get().load_program(str(path)).load_method("forward")
+    return method, int(method.metadata.input_tensor_meta(0).sizes()[0])
+
+
 class ExecuTorchBackend(Backend):
     runtime = "executorch"
 
     def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None):
         import torch
-        from executorch.runtime import Runtime
 
         super().__init__(path, read_metadata(path))
         if threads:
@@ -34,8 +41,7 @@ class ExecuTorchBackend(Backend):
             portable_lib._unsafe_reset_threadpool(int(threads))  # process-wide, as ExecuTorch offers it
         self.torch = torch
         try:
-            self.method = Runtime.get().load_program(str(self.path)).load_method("forward")
-            self.max_batch = int(self.method.metadata.input_tensor_meta(0).sizes()[0])
+            self.method, self.max_batch = load_forward(self.path)
         except Exception as exc:
             raise ExportError(f"ExecuTorch cannot load '{self.path}' ({type(exc).__name__}: "
                               f"{first_line(exc)[:160]}); re-export it") from None

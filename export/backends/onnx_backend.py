@@ -76,11 +76,12 @@ class OnnxRuntimeBackend(Backend):
         call without the host copies, as trtexec's GPU compute time."""
         import onnxruntime as ort
 
+        output = self.session.get_outputs()[0].name
         binding = self.session.io_binding()
         binding.bind_ortvalue_input(self.input_name, ort.OrtValue.ortvalue_from_numpy(x, "cuda", self.device_id))
-        binding.bind_output(self.session.get_outputs()[0].name, "cuda", self.device_id)
+        binding.bind_output(output, "cuda", self.device_id)
         self.session.run_with_iobinding(binding)
-        binding.bind_ortvalue_output(self.session.get_outputs()[0].name, binding.get_outputs()[0])
+        binding.bind_ortvalue_output(output, binding.get_outputs()[0])
 
         def run():
             self.session.run_with_iobinding(binding)

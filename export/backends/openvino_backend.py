@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from distill.core.deps import require
-from distill.core.errors import ModelError
+from distill.core.errors import ModelError, first_line
 from export.backends.base import Backend
 from export.errors import ExportError
 from export.metadata import read_metadata
@@ -59,7 +59,7 @@ class OpenVINOBackend(Backend):
         try:
             self.model = self.core.read_model(str(self.path))
         except Exception as exc:
-            raise ModelError(f"OpenVINO cannot read '{self.path}': {str(exc).splitlines()[0]}") from None
+            raise ModelError(f"OpenVINO cannot read '{self.path}': {first_line(exc)}") from None
         self._dynamic: tuple | None = None  # compiled on first need: shapes the IR cannot be fixed to
         self._static: OrderedDict[tuple, tuple] = OrderedDict()
         self.request = None  # the request of the latest call or binding
@@ -71,7 +71,7 @@ class OpenVINOBackend(Backend):
             return self.core.compile_model(model, self.ov_device, self.config)
         except Exception as exc:
             raise ExportError(
-                f"OpenVINO cannot compile '{self.path}' for {self.ov_device}: {str(exc).splitlines()[0]}"
+                f"OpenVINO cannot compile '{self.path}' for {self.ov_device}: {first_line(exc)}"
             ) from None
 
     def compiled_for(self, shape: tuple[int, ...]):
