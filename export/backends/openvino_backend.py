@@ -1,9 +1,9 @@
 """OpenVINO: an IR (.xml + .bin) compiled for CPU (or GPU), once per input shape.
 
 The IR keeps a dynamic batch axis, but the CPU plugin runs a model whose shapes are known when it compiles
-markedly faster: on this project's MobileNetV3-L at 32 px (2 threads) int8 takes 1.31 ms for a batch of 8 with the
-dynamic shape and 0.75 ms reshaped to ``[8, 3, 32, 32]``, fp32 1.59 against 1.34 (docs/BENCHMARKS.md, "static
-shapes"). benchmark_app reshapes the same way (``-shape``). So each new input shape is compiled reshaped to
+faster (the demo student's int8 IR: 2.6x at batch 1, 2.0x at batch 8; fp32 1.1-1.2x), and for that int8 IR the
+dynamic compile is wrong at batch 1 (docs/BENCHMARKS.md, "Static shapes"; docs/EXPORT.md, "The smallest batch").
+benchmark_app reshapes the same way (``-shape``). So each new input shape is compiled reshaped to
 it (tens to a few hundred ms, once) and the last few stay compiled; a shape the IR cannot take falls back to the
 dynamic model.
 """
