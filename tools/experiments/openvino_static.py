@@ -33,8 +33,6 @@ def against_reference(core, model, args) -> int:
     (export.reference), the bundle's images run in calls of each batch size: where a form computes another result."""
     from pathlib import Path
 
-    import numpy as np
-
     from distill.core.embeddings import cosine_rows
     from distill.core.pieces import run_in_pieces
     from export.backends.openvino_backend import cpu_config, reshaped
